@@ -1,0 +1,21 @@
+"""amp_pandas: update Amplitude user properties in bulk from a pandas DataFrame.
+
+``import amp_pandas`` registers the ``df.amplitude`` accessor::
+
+    preview = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True)
+    result = preview.send()
+
+See the README for the whole story; :mod:`amp_pandas.sandbox` is a local Amplitude-compatible
+server for rehearsals and tests.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._accessor import AmplitudeAccessor
+from ._preview import IdentifyPreview
+from ._spec import FIELDS, literal
+
+__all__ = ["AmplitudeAccessor", "IdentifyPreview", "FIELDS", "errors", "literal", "__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,234 @@
+"""The plan: everything a send needs, built once from a DataFrame and never changed.
+
+A :class:`Plan` is the hand-off between building (``_build``) and sending (``_send``): per input
+row it holds the row's state (valid, invalid, skipped), the identification as the exact JSON bytes
+that will travel, the ids used for throttling, whether the row is safe to retry after an ambiguous
+outcome, and the *lane* of the row. A lane is a connected group of rows that share a user id or a
+device id; rows of one lane must be sent in row order and never in two requests at once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Plan", "VALID", "INVALID", "SKIPPED", "compute_lanes"]
+
+VALID: int = 0
+INVALID: int = 1
+SKIPPED: int = 2
+STATE_NAMES = {VALID: "valid", INVALID: "invalid", SKIPPED: "skipped"}
+
+#: Operations that change the profile again when applied twice.
+NON_IDEMPOTENT_OPERATIONS = frozenset({"$add", "$append", "$prepend"})
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """The built identifications of one frame, row by row.
+
+    Attributes
+    ----------
+    index : pandas.Index
+        The input frame's index; every per-row array below is aligned with it by position.
+    state : ndarray of int8
+        ``VALID``, ``INVALID`` or ``SKIPPED`` per row.
+    payload : ndarray of object
+        The JSON text (``str``) of the identification for valid rows, ``None`` for the others;
+        encoded to UTF-8 per request by ``_encode.encode_body``.
+    user_id, device_id : ndarray of object
+        The row's ids as sent (``str``), or ``None``.
+    idempotent : ndarray of bool
+        False when the row holds ``$add``, ``$append`` or ``$prepend``.
+    reason : ndarray of object
+        For invalid and skipped rows, why (the first error); ``None`` otherwise.
+    problems : pandas.DataFrame
+        One row per problem: ``row`` (index label), ``column``, ``severity``, ``message``,
+        and ``position`` (the row's position in the frame).
+    lane : ndarray of int64
+        Lane code per row (``-1`` for rows that are not valid), numbered by first appearance.
+    order : ndarray of int64
+        Positions of the valid rows in send order: grouped by lane, row order within a lane.
+    nbytes : ndarray of int64
+        Length in UTF-8 bytes of each row's payload (0 for rows that are not valid).
+    """
+
+    index: pd.Index
+    state: np.ndarray
+    payload: np.ndarray
+    user_id: np.ndarray
+    device_id: np.ndarray
+    idempotent: np.ndarray
+    reason: np.ndarray
+    problems: pd.DataFrame
+    lane: np.ndarray = field(repr=False)
+    order: np.ndarray = field(repr=False)
+    nbytes: np.ndarray = field(repr=False)
+
+    @classmethod
+    def from_parts(
+        cls,
+        *,
+        index: pd.Index,
+        state: np.ndarray,
+        payload: np.ndarray,
+        user_id: np.ndarray,
+        device_id: np.ndarray,
+        idempotent: np.ndarray,
+        reason: np.ndarray,
+        problems: pd.DataFrame,
+        id_codes: tuple[np.ndarray | None, np.ndarray | None] | None = None,
+    ) -> "Plan":
+        """Assemble a plan, deriving lanes, send order and sizes.
+
+        ``id_codes`` may pass ``pd.factorize`` codes of ``user_id``/``device_id`` already
+        computed by the caller (-1 where missing), to save factorizing twice.
+        """
+        valid = state == VALID
+        lane = compute_lanes(user_id, device_id, valid, codes=id_codes)
+        valid_pos = np.flatnonzero(valid)
+        order = valid_pos[np.argsort(lane[valid_pos], kind="stable")]
+        nbytes = np.zeros(len(index), dtype=np.int64)
+        if len(valid_pos):
+            nbytes[valid_pos] = np.fromiter(
+                (len(p) if p.isascii() else len(p.encode()) for p in payload[valid_pos]),
+                dtype=np.int64,
+                count=len(valid_pos),
+            )
+        return cls(
+            index=index,
+            state=state,
+            payload=payload,
+            user_id=user_id,
+            device_id=device_id,
+            idempotent=idempotent,
+            reason=reason,
+            problems=problems,
+            lane=lane,
+            order=order,
+            nbytes=nbytes,
+        )
+
+    @classmethod
+    def from_identifications(
+        cls, identifications: Sequence[dict[str, Any]], index: Iterable[Any] | None = None
+    ) -> "Plan":
+        """A plan of ready-made identification dicts, all valid (for tests and tools).
+
+        Examples
+        --------
+        >>> plan = Plan.from_identifications([{"user_id": "user-1", "user_properties":
+        ...     {"$add": {"logins": 1}}}])
+        >>> plan.idempotent.tolist(), plan.order.tolist()
+        ([False], [0])
+        """
+        n = len(identifications)
+        idx = pd.RangeIndex(n) if index is None else pd.Index(list(index))
+        payload = np.empty(n, dtype=object)
+        payload[:] = [
+            json.dumps(i, separators=(",", ":"), ensure_ascii=False) for i in identifications
+        ]
+        user = np.array([i.get("user_id") for i in identifications] + [None], dtype=object)[:n]
+        device = np.array([i.get("device_id") for i in identifications] + [None], dtype=object)[:n]
+        idem = np.array(
+            [
+                not (NON_IDEMPOTENT_OPERATIONS & set((i.get("user_properties") or {}).keys()))
+                for i in identifications
+            ],
+            dtype=bool,
+        )
+        return cls.from_parts(
+            index=idx,
+            state=np.zeros(n, dtype=np.int8),
+            payload=payload,
+            user_id=user,
+            device_id=device,
+            idempotent=idem,
+            reason=np.full(n, None, dtype=object),
+            problems=empty_problems(),
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def n_valid(self) -> int:
+        return int(np.count_nonzero(self.state == VALID))
+
+    def identifications(self) -> list[dict[str, Any]]:
+        """The valid rows' identifications as dicts, in row order, decoded from the exact bytes."""
+        return [json.loads(p) for p in self.payload[self.state == VALID]]
+
+
+def empty_problems() -> pd.DataFrame:
+    """An empty problems frame with the documented columns."""
+    return pd.DataFrame(
+        {
+            "row": pd.Series([], dtype=object),
+            "column": pd.Series([], dtype=object),
+            "severity": pd.Series([], dtype=object),
+            "message": pd.Series([], dtype=object),
+            "position": pd.Series([], dtype=np.int64),
+        }
+    )
+
+
+def compute_lanes(
+    user_id: np.ndarray,
+    device_id: np.ndarray,
+    mask: np.ndarray,
+    *,
+    codes: tuple[np.ndarray | None, np.ndarray | None] | None = None,
+) -> np.ndarray:
+    """Number the connected groups of rows that share a user id or a device id.
+
+    Rows outside ``mask`` get ``-1``. Lanes are numbered by first appearance, so sorting rows by
+    lane (stably) keeps each user's rows together and in row order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> u = np.array(["alice", None, "bob", "alice"], dtype=object)
+    >>> d = np.array([None, "dev-1", "dev-1", None], dtype=object)
+    >>> compute_lanes(u, d, np.ones(4, dtype=bool)).tolist()
+    [0, 1, 1, 0]
+    """
+    n = len(mask)
+    lane = np.full(n, -1, dtype=np.int64)
+    pos = np.flatnonzero(mask)
+    if not len(pos):
+        return lane
+    given = codes or (None, None)
+    ucodes, dcodes = (
+        c[pos] if c is not None else pd.factorize(ids[pos], use_na_sentinel=True)[0]
+        for c, ids in zip(given, (user_id, device_id))
+    )
+    # One kind of id only: factorize already numbered the groups by first appearance.
+    if (dcodes < 0).all() and (ucodes >= 0).all():
+        lane[pos] = pd.factorize(ucodes)[0]
+        return lane
+    if (ucodes < 0).all() and (dcodes >= 0).all():
+        lane[pos] = pd.factorize(dcodes)[0]
+        return lane
+    label = np.arange(len(pos), dtype=np.int64)
+    # Label propagation: every row takes the smallest label among rows sharing one of its ids,
+    # until nothing changes. Usually one or two rounds: chains of device<->user links are short.
+    big = np.int64(len(pos))
+    while True:
+        new = label.copy()
+        for codes in (ucodes, dcodes):
+            has = codes >= 0
+            if not has.any():
+                continue
+            mins = np.full(int(codes.max()) + 1, big, dtype=np.int64)
+            np.minimum.at(mins, codes[has], label[has])
+            new[has] = np.minimum(new[has], mins[codes[has]])
+        if np.array_equal(new, label):
+            break
+        label = new
+    lane[pos] = pd.factorize(label)[0]
+    return lane

@@ -1,0 +1,257 @@
+"""The dry-run preview: what would be sent, where, and what is wrong with which rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Hashable
+
+import numpy as np
+import pandas as pd
+
+from ._config import SendSettings
+from ._encode import body_overhead, chunk_rows
+from ._plan import INVALID, SKIPPED, VALID, Plan
+from ._spec import IdentifySpec, Literal
+
+__all__ = ["IdentifyPreview"]
+
+_ASSUMED_KEY_LENGTH = 32  # Amplitude project API keys are 32 characters
+
+
+class IdentifyPreview:
+    """A dry run of ``df.amplitude.identify``: nothing has been sent.
+
+    Built by ``df.amplitude.identify(..., dry_run=True)``; needs no API key and touches no
+    network. In a notebook it displays as an interactive preview with a **Send** button
+    (``pip install "amp_pandas[notebook]"``), elsewhere as text.
+
+    Attributes
+    ----------
+    payloads : list of dict
+        The identifications exactly as they would be sent, valid rows only, in row order.
+    problems : pandas.DataFrame
+        One row per problem: ``row`` (the index label), ``column``, ``severity``
+        (``"error"`` makes the row invalid; ``"warning"`` is sent anyway) and ``message``.
+    summary : pandas.Series
+        Counts: ``rows``, ``valid``, ``invalid``, ``skipped``, ``warnings`` (rows with a
+        warning), ``requests`` and ``bytes`` (the request bodies).
+    operations : pandas.DataFrame
+        One row per mapped value: ``operation``, ``property``, ``source``, ``non_null``,
+        ``examples`` and ``dtype``.
+    endpoint : str
+        The URL the identifications would be posted to.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import amp_pandas
+    >>> df = pd.DataFrame({"uid": ["user-1", "user-2", "null"], "plan": ["pro", None, "free"]})
+    >>> preview = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True)
+    >>> preview.summary[["rows", "valid", "invalid", "skipped"]].tolist()
+    [3, 1, 1, 1]
+    >>> preview.payloads
+    [{'user_id': 'user-1', 'user_properties': {'$set': {'plan': 'pro'}}}]
+    >>> preview.problems[["row", "column", "severity"]].values.tolist()
+    [[2, 'uid', 'error']]
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        spec: IdentifySpec,
+        settings: SendSettings,
+        operations: pd.DataFrame,
+    ) -> None:
+        self._plan = plan
+        self._spec = spec
+        self._settings = settings
+        self._operations = operations
+        self._summary: pd.Series | None = None
+
+    # ------------------------------------------------------------------ data
+    @property
+    def plan(self) -> Plan:
+        """The built plan (internal structure shared with the sender)."""
+        return self._plan
+
+    @property
+    def settings(self) -> SendSettings:
+        """How ``send()`` will send (endpoint, batch size, retries...); the key stays masked."""
+        return self._settings
+
+    @property
+    def payloads(self) -> list[dict[str, Any]]:
+        return self._plan.identifications()
+
+    @property
+    def problems(self) -> pd.DataFrame:
+        return self._plan.problems.drop(columns=["position"]).reset_index(drop=True)
+
+    @property
+    def operations(self) -> pd.DataFrame:
+        return self._operations.copy()
+
+    @property
+    def endpoint(self) -> str:
+        return self._settings.endpoint
+
+    @property
+    def key_status(self) -> str:
+        """``"•••• 1a2b"`` for a set key (last four characters only), else ``"no key set"``."""
+        key = self._settings.api_key
+        return key.masked if key is not None else "no key set"
+
+    @property
+    def summary(self) -> pd.Series:
+        if self._summary is None:
+            self._summary = self._compute_summary()
+        return self._summary.copy()
+
+    def _compute_summary(self) -> pd.Series:
+        plan = self._plan
+        key = self._settings.api_key
+        overhead = body_overhead(len(key.reveal()) if key is not None else _ASSUMED_KEY_LENGTH)
+        chunks = chunk_rows(plan, batch_size=self._settings.batch_size, overhead=overhead)
+        nbytes = sum(int(plan.nbytes[c].sum()) + len(c) + 1 + overhead for c in chunks)
+        probs = plan.problems
+        warned = probs.loc[probs["severity"] == "warning", "position"]
+        warned_rows = int(np.count_nonzero(plan.state[np.unique(warned.to_numpy())] == VALID))
+        return pd.Series(
+            {
+                "rows": len(plan),
+                "valid": int(np.count_nonzero(plan.state == VALID)),
+                "invalid": int(np.count_nonzero(plan.state == INVALID)),
+                "skipped": int(np.count_nonzero(plan.state == SKIPPED)),
+                "warnings": warned_rows,
+                "requests": len(chunks),
+                "bytes": nbytes,
+            },
+            dtype="int64",
+            name="summary",
+        )
+
+    def payload(self, row: Hashable) -> dict[str, Any] | None:
+        """The identification of one row (by index label), or None if the row is not sent.
+
+        With a duplicated index label, the first row carrying it.
+        """
+        positions = np.flatnonzero(self._plan.index == row) if not isinstance(
+            self._plan.index, pd.MultiIndex
+        ) else np.flatnonzero(self._plan.index.isin([row]))
+        if not len(positions):
+            raise KeyError(row)
+        return self.payload_at(int(positions[0]))
+
+    def payload_at(self, position: int) -> dict[str, Any] | None:
+        """The identification of the row at ``position`` (0-based), or None if it is not sent."""
+        raw = self._plan.payload[position]
+        return None if raw is None else json.loads(raw)
+
+    def first_payload(self) -> dict[str, Any] | None:
+        """The first valid row's identification, or None when no row is valid."""
+        valid = np.flatnonzero(self._plan.state == VALID)
+        return self.payload_at(int(valid[0])) if len(valid) else None
+
+    # ------------------------------------------------------------------ actions
+    def send(self, **options: Any) -> pd.DataFrame:
+        """Send the valid rows of this preview, exactly as previewed (no rebuild).
+
+        Parameters
+        ----------
+        **options
+            Overrides of the sending options given to ``identify`` (``api_key``,
+            ``batch_size``, ``max_workers``, ``timeout``, ``throttle_pause``,
+            ``throttle_budget``, ``retry_ambiguous``, ``progress``...).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per input row: ``status``, ``http_status``, ``error``, ``attempts``.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import amp_pandas
+        >>> from amp_pandas.sandbox import Sandbox
+        >>> df = pd.DataFrame({"uid": ["user-1", "user-2"], "plan": ["pro", "free"]})
+        >>> with Sandbox() as sb:
+        ...     preview = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True,
+        ...                                     server_url=sb.url, api_key=sb.api_key)
+        ...     result = preview.send(progress=False)
+        >>> result.status.tolist()
+        ['success', 'success']
+        """
+        from ._send import send_plan
+
+        return send_plan(self._plan, self._with(options))
+
+    def _with(self, options: dict[str, Any]) -> SendSettings:
+        if not options:
+            return self._settings
+        from ._config import resolve_settings
+
+        current = {
+            f.name: getattr(self._settings, f.name)
+            for f in dataclasses.fields(self._settings)
+            if f.name not in ("endpoint", "api_key")
+        }
+        key = options.pop("api_key", None)
+        if key is None and self._settings.api_key is not None:
+            key = self._settings.api_key.reveal()
+        server_url = options.pop("server_url", None) or self._settings.endpoint
+        region = options.pop("region", None)
+        if region is not None:
+            server_url = None
+        return resolve_settings(
+            api_key=key,
+            server_url=server_url,
+            **({"region": region} if region is not None else {}),
+            **{**current, **options},
+        )
+
+    # ------------------------------------------------------------------ display
+    def __repr__(self) -> str:
+        from ._display import preview_text
+
+        return preview_text(self)
+
+    def _repr_html_(self) -> str:
+        from ._display import preview_html
+
+        return preview_html(self)
+
+
+def operations_table(df: pd.DataFrame, spec: IdentifySpec) -> pd.DataFrame:
+    """One row per mapped value, for the preview's Operations tab."""
+    rows = []
+
+    def add(operation: str, key: str, source: Any) -> None:
+        if isinstance(source, Literal):
+            rows.append((operation, key, repr(source), len(df), repr(source.value)[:60], "literal"))
+            return
+        col = df.iloc[:, df.columns.get_loc(source)]
+        non_null = int(col.notna().sum())
+        sample = col.dropna().head(200)
+        try:
+            uniq = list(pd.unique(sample))[:3]
+        except TypeError:  # unhashable cells (lists, dicts)
+            uniq = sample.head(3).tolist()
+        examples = ", ".join(repr(v)[:30] for v in uniq)
+        rows.append((operation, key, f"column {source!r}", non_null, examples, str(col.dtype)))
+
+    for slot in (spec.user_id, spec.device_id):
+        if slot is not None:
+            add("id", slot.key, slot.source)
+    for op, slots in spec.operations:
+        for s in slots:
+            add(op, s.key, s.source)
+    for name in spec.unset:
+        rows.append(("$unset", name, "every row", len(df), '"-"', ""))
+    for s in spec.groups:
+        add("group", s.key, s.source)
+    for s in spec.fields:
+        add("field", s.key, s.source)
+    return pd.DataFrame(
+        rows, columns=["operation", "property", "source", "non_null", "examples", "dtype"]
+    )
