@@ -119,7 +119,7 @@ class AmplitudeAccessor:
         ...     "uid": ["user-1", "user-2"],
         ...     "plan": ["pro", "free"],
         ...     "logins": [3, 1],
-        ...     "signup": pd.to_datetime(["2024-01-05", "2024-02-11 08:30"]),
+        ...     "signup": pd.to_datetime(["2024-01-05 00:00", "2024-02-11 08:30"]),
         ... })
         >>> preview = df.amplitude.identify(
         ...     user_id="uid", set=["plan"], set_once={"first_seen": "signup"},

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ._config import SendSettings
+from ._convert import BadValue, json_text
 from ._encode import body_overhead, chunk_rows
 from ._plan import INVALID, SKIPPED, VALID, Plan
 from ._spec import IdentifySpec, Literal
@@ -41,6 +42,8 @@ class IdentifyPreview:
         ``examples`` and ``dtype``.
     endpoint : str
         The URL the identifications would be posted to.
+    result : pandas.DataFrame or None
+        The per-row result once the preview has been sent (from code or the widget).
 
     Examples
     --------
@@ -68,6 +71,7 @@ class IdentifyPreview:
         self._settings = settings
         self._operations = operations
         self._summary: pd.Series | None = None
+        self._result: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ data
     @property
@@ -183,8 +187,20 @@ class IdentifyPreview:
         ['success', 'success']
         """
         from ._send import send_plan
+        from .errors import SendError
 
-        return send_plan(self._plan, self._with(options))
+        try:
+            self._result = send_plan(self._plan, self._with(options))
+        except SendError as exc:
+            self._result = exc.result
+            raise
+        return self._result
+
+    @property
+    def result(self) -> pd.DataFrame | None:
+        """The result of the last send of this preview (by ``send()`` or the widget's Send
+        button), or None if it has not been sent."""
+        return self._result
 
     def _with(self, options: dict[str, Any]) -> SendSettings:
         if not options:
@@ -221,6 +237,23 @@ class IdentifyPreview:
 
         return preview_html(self)
 
+    def _repr_mimebundle_(
+        self, include: Any = None, exclude: Any = None
+    ) -> dict[str, Any]:
+        """In a Jupyter kernel, the interactive preview (ipywidgets, imported only now)."""
+        from ._display import preview_mimebundle
+
+        return preview_mimebundle(self, include=include, exclude=exclude)
+
+
+def _example(value: Any, width: int = 32) -> str:
+    """A cell as it will be sent (its JSON text), shortened for display."""
+    try:
+        text = json_text(value)
+    except BadValue:
+        text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
 
 def operations_table(df: pd.DataFrame, spec: IdentifySpec) -> pd.DataFrame:
     """One row per mapped value, for the preview's Operations tab."""
@@ -228,7 +261,7 @@ def operations_table(df: pd.DataFrame, spec: IdentifySpec) -> pd.DataFrame:
 
     def add(operation: str, key: str, source: Any) -> None:
         if isinstance(source, Literal):
-            rows.append((operation, key, repr(source), len(df), repr(source.value)[:60], "literal"))
+            rows.append((operation, key, repr(source), len(df), _example(source.value), "literal"))
             return
         col = df.iloc[:, df.columns.get_loc(source)]
         non_null = int(col.notna().sum())
@@ -237,7 +270,7 @@ def operations_table(df: pd.DataFrame, spec: IdentifySpec) -> pd.DataFrame:
             uniq = list(pd.unique(sample))[:3]
         except TypeError:  # unhashable cells (lists, dicts)
             uniq = sample.head(3).tolist()
-        examples = ", ".join(repr(v)[:30] for v in uniq)
+        examples = ", ".join(_example(v) for v in uniq)
         rows.append((operation, key, f"column {source!r}", non_null, examples, str(col.dtype)))
 
     for slot in (spec.user_id, spec.device_id):

@@ -149,7 +149,7 @@ def _reason_groups(result: pd.DataFrame) -> pd.DataFrame:
     if bad.empty:
         return pd.DataFrame(columns=["status", "error", "count", "rows"])
     positions = pd.Series(np.arange(len(bad)), index=bad.index)
-    labels = bad.index
+    labels = bad.index.tolist()  # Python scalars: repr 17, not np.int64(17)
     grouped = (
         pd.DataFrame(
             {
