@@ -412,13 +412,13 @@ class _Sender:
             if 200 <= code < 300:
                 self._resolve(rows, SUCCESS, None)
             elif code in (400, 401, 403) and KEY_REJECTED.search(self._text(outcome.body)):
-                self._resolve(rows, FAILED, f"{KEY_REJECTED_REASON} (HTTP {code})")
+                self._give_up(rows, FAILED, f"{KEY_REJECTED_REASON} (HTTP {code})")
                 if self.auth_failure is None:
                     self.auth_failure = (code, self._excerpt(outcome.body))
             elif code == 400:
                 # Amplitude applied nothing: isolate the bad rows by bisection.
                 if len(rows) == 1:
-                    self._resolve(
+                    self._give_up(
                         rows,
                         FAILED,
                         f"rejected by Amplitude (HTTP 400): {self._excerpt(outcome.body)}",
@@ -427,7 +427,7 @@ class _Sender:
                     self._split(item)
             elif code == 413:
                 if len(rows) == 1:
-                    self._resolve(
+                    self._give_up(
                         rows,
                         FAILED,
                         f"too large for Amplitude (HTTP 413) even alone ("
