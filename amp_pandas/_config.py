@@ -252,6 +252,25 @@ to example.com: use https://, or http:// only to this machine (localhost, 127.0.
             "server_url must be a full http(s) URL such as "
             f"'https://api2.amplitude.com/identify'; got {url!r}"
         )
+    from urllib3.util import parse_url  # the parser requests dials with
+
+    try:
+        dialled = (parse_url(url).host or "").strip("[]").lower()
+    except ValueError as exc:
+        raise ConfigurationError(f"server_url is not a valid URL: {exc}") from None
+    if "\\" in url or "@" in parts.netloc or any(ord(c) < 33 for c in url) or (
+        dialled != host.lower()
+    ):
+        # Parsers disagree on such URLs (urllib reads the host after "\\@", requests before
+        # it). An endpoint never needs credentials, backslashes or spaces: refuse them, so the
+        # host checked here is the host the key would go to.
+        lead = "over plain http:// " if scheme == "http" else ""
+        raise InsecureEndpointError(
+            f"Refusing to send the API key {lead}to {dialled or host}: server_url holds "
+            "credentials ('@'), a backslash or whitespace, so its host is ambiguous. Give the "
+            "plain endpoint URL: use https://, or http:// only to this machine (localhost, "
+            "127.0.0.1, ::1)."
+        )
     if scheme == "http" and not _is_loopback(host.lower()):
         raise InsecureEndpointError(
             f"Refusing to send the API key over plain http:// to {host}: use https://, "

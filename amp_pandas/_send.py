@@ -683,10 +683,34 @@ class _Sender:
         if isinstance(data, dict) and isinstance(data.get("error"), str):
             extra = {k: v for k, v in data.items() if k not in ("code", "error")}
             text = data["error"] + (" " + json.dumps(extra) if extra else "")
-        text = " ".join(text.split()) or "(empty body)"
-        if self._key and self._key in text:
-            text = text.replace(self._key, "••••")
+        text = redact(" ".join(text.split()), self._key) or "(empty body)"
         return text if len(text) <= _EXCERPT else text[: _EXCERPT - 1] + "…"
+
+
+def redact(text: str, key: str) -> str:
+    """``text`` with the key removed in every form a server might echo it.
+
+    The key as is, URL-encoded (``%2B``/``+``), JSON-escaped (``\\/``), and any run of 8 or
+    more of its characters (a truncated echo); redacted *before* an excerpt is cut, so a cut
+    can never leave a piece of it.
+    """
+    if not key:
+        return text
+    from urllib.parse import quote, quote_plus
+
+    forms = {key, quote(key, safe=""), quote_plus(key, safe=""), json.dumps(key)[1:-1]}
+    for form in sorted(forms, key=len, reverse=True):
+        if form in text:
+            text = text.replace(form, "••••")
+    if len(key) >= 8:
+        lowered = text
+        for width in range(len(key) - 1, 7, -1):
+            for start in range(0, len(key) - width + 1):
+                piece = key[start : start + width]
+                if piece in lowered:
+                    lowered = lowered.replace(piece, "••••")
+        text = lowered
+    return text
 
 
 def _retries(n: int) -> str:

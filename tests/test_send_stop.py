@@ -167,7 +167,18 @@ def test_interrupt_grace_lets_requests_in_flight_finish(sb: Sandbox) -> None:
 def test_a_real_ctrl_c_during_a_send(sb: Sandbox) -> None:
     """SIGINT delivered to the main thread while it waits for answers (not from a callback)."""
     sb.set_faults(latency=0.2)
-    timer = threading.Timer(0.3, _thread.interrupt_main)
+    stop = threading.Event()
+
+    def interrupt_once_some_rows_landed() -> None:
+        # wait for real progress (a loaded machine may be slow to start), then Ctrl-C
+        deadline = time.monotonic() + 20
+        while not stop.is_set() and time.monotonic() < deadline:
+            if sum(1 for r in sb.requests if r.status == 200) >= 2:
+                _thread.interrupt_main()
+                return
+            time.sleep(0.01)
+
+    timer = threading.Thread(target=interrupt_once_some_rows_landed, daemon=True)
     timer.start()
     try:
         with pytest.warns(InterruptedSendWarning):
@@ -175,7 +186,8 @@ def test_a_real_ctrl_c_during_a_send(sb: Sandbox) -> None:
                 one_per_user(300), settings(sb, batch_size=10, max_workers=3, interrupt_grace=0)
             )
     finally:
-        timer.cancel()
+        stop.set()
+        timer.join()
     time.sleep(0.3)
     success, not_sent = positions(result, "success"), positions(result, "not_sent")
     applied = applied_positions(sb)
