@@ -4,6 +4,10 @@ Column-wise throughout: each mapped column is converted to JSON text once (``_co
 with vectorised rules, and the identifications are assembled as JSON text directly — no per-row
 dicts, no ``json.dumps`` of the whole payload. Every row is checked before anything is sent, and
 every problem is reported (row, column, severity, message), not just the first.
+
+Two assemblers write the same bytes: with pyarrow, :func:`_assemble_arrow` joins whole rows with
+``pyarrow.compute.binary_join_element_wise`` in C, a block of rows at a time; without it (or when
+a column's text cannot live in Arrow), :func:`_assemble` fills a ``%``-template per row.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -20,6 +24,9 @@ import pandas as pd
 from . import _convert as conv
 from ._plan import INVALID, NON_IDEMPOTENT_OPERATIONS, SKIPPED, VALID, Plan, empty_problems
 from ._spec import IdentifySpec, Literal, Slot
+
+if TYPE_CHECKING:  # pyarrow is optional: imported at run time only on the Arrow path
+    import pyarrow as pa
 
 __all__ = ["build_plan", "REJECTED_IDS", "MAX_UPDATES_PER_HOUR"]
 
@@ -110,11 +117,12 @@ def _series(df: pd.DataFrame, slot: Slot) -> pd.Series:
 def _broadcast(c: conv.Converted, n: int) -> conv.Converted:
     bad = bool(len(c.bad_pos))
     return conv.Converted(
-        text=np.full(n, c.text[0], dtype=object),
+        np.full(n, c.text[0], dtype=object),
         missing=np.full(n, bool(c.missing[0])),
         bad_pos=np.arange(n, dtype=np.int64) if bad else c.bad_pos,
         bad_reason=c.bad_reason * n if bad else [],
         long_pos=np.arange(n, dtype=np.int64) if len(c.long_pos) else c.long_pos,
+        quoted=c.quoted,
     )
 
 
@@ -146,40 +154,67 @@ def _wrap(prefix: str, inner: np.ndarray, suffix: str = "}") -> np.ndarray:
     return out
 
 
-def _check_ids(
-    strings: np.ndarray, c: conv.Converted, arg: str, label: str, problems: _Problems
-) -> np.ndarray:
-    """Amplitude's id rules; returns a mask of rows whose id is usable."""
+def _check_ids(ids: conv.IdColumn, arg: str, label: str, problems: _Problems) -> np.ndarray:
+    """Amplitude's id rules, checked once per distinct id; returns a mask of usable rows."""
+    c = ids.conv
     problems.add(c.bad_pos, label, "error", c.bad_reason)
-    present = np.not_equal(strings, None)
-    usable = present.copy()
-    pos = np.flatnonzero(present)
-    if not len(pos):
+    usable = ids.codes >= 0
+    if not len(ids.uniques) or not usable.any():
         return usable
-    vals = strings[pos]
-    lengths = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
-    short_cand = lengths <= 36  # the longest rejected id
-    rejected = np.zeros(len(pos), dtype=bool)
-    if short_cand.any():
-        lowered = pd.Series(vals[short_cand], dtype=object).str.lower()
-        rejected[short_cand] = lowered.isin(REJECTED_IDS).to_numpy()
+    lengths, rejected = _id_lengths_and_rejected(ids)
     too_short = (lengths < MIN_ID_LENGTH) & ~rejected
     too_long = lengths > MAX_ID_LENGTH
+    codes = np.where(usable, ids.codes, len(ids.uniques))  # -1 -> an extra "fine" slot
     for mask, template in (
         (rejected, "{arg} {v!r} is on Amplitude's list of rejected ids; fix or drop the row"),
         (too_short, "{arg} {v!r} is shorter than 5 characters, which Amplitude rejects"),
         (too_long, "{arg} is longer than 1024 characters ({k}), which Amplitude rejects"),
     ):
         if mask.any():
-            p = pos[mask]
+            p = np.flatnonzero(np.append(mask, False)[codes])
             problems.add(
                 p,
                 label,
                 "error",
-                [template.format(arg=arg, v=v, k=len(v)) for v in vals[mask]],
+                [template.format(arg=arg, v=v, k=len(v)) for v in ids.uniques[ids.codes[p]]],
             )
             usable[p] = False
     return usable
+
+
+def _id_lengths_and_rejected(ids: conv.IdColumn) -> tuple[np.ndarray, np.ndarray]:
+    """Per distinct id: its length in characters, and whether Amplitude rejects it.
+
+    Rejected ids compare case-insensitively with Python's ``str.lower``; for ASCII ids Arrow's
+    ``ascii_lower`` is the same thing, for the (rare) others Python lowers them (the Kelvin sign
+    lowers to "k", so "UNKNOWN" spelled with it is rejected too).
+    """
+    uniques = ids.uniques
+    short_cand: np.ndarray
+    if ids.unique_arrow is not None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        arr = ids.unique_arrow
+        lengths = pc.utf8_length(arr).to_numpy().astype(np.int64)
+        short_cand = lengths <= 36  # the longest rejected id
+        ascii_ = np.asarray(pc.string_is_ascii(arr).to_numpy(zero_copy_only=False), dtype=bool)
+        lowered = pc.ascii_lower(arr)
+        rejected = np.asarray(
+            pc.is_in(lowered, value_set=pa.array(sorted(REJECTED_IDS), type=arr.type))
+            .to_numpy(zero_copy_only=False),
+            dtype=bool,
+        ) & short_cand
+        others = np.flatnonzero(short_cand & ~ascii_)
+    else:
+        lengths = np.fromiter(map(len, uniques), dtype=np.int64, count=len(uniques))
+        short_cand = lengths <= 36
+        rejected = np.zeros(len(uniques), dtype=bool)
+        others = np.flatnonzero(short_cand)
+    if len(others):
+        lowered_others = pd.Series(uniques[others], dtype=object).str.lower()
+        rejected[others] = lowered_others.isin(REJECTED_IDS).to_numpy()
+    return lengths, rejected
 
 
 @dataclass
@@ -212,28 +247,42 @@ class _Part:
 _Section = list  # list[_Part | tuple[str, "_Section"]]
 
 
-def _template(section: _Section) -> tuple[str, list[np.ndarray]]:
-    """A %-template of the section for rows where every non-optional part is present."""
-    pieces: list[str] = []
-    arrays: list[np.ndarray] = []
+#: One row's JSON text as a sequence: literal text, and the converted columns whose value (in
+#: quotes when ``quoted``) goes in between.
+_Pieces = list  # list[str | conv.Converted]
+
+
+def _template(section: _Section) -> _Pieces:
+    """The section's members for rows where every non-optional part is present.
+
+    Adjacent literal pieces are merged, so a row is ``len(columns)`` values in fixed text.
+    """
+    members: list[_Pieces] = []
     for item in section:
         if isinstance(item, tuple):
             key, sub = item
-            inner, sub_arrays = _template(sub)
+            inner = _template(sub)
             if inner:
-                pieces.append(encode_basestring(key).replace("%", "%%") + ":{" + inner + "}")
-                arrays += sub_arrays
+                members.append([encode_basestring(key) + ":{", *inner, "}"])
             continue
         if item.optional:
             continue
-        k = item.key_text().replace("%", "%%")
         if item.const is not None:
-            pieces.append(k + item.const.replace("%", "%%"))
+            members.append([item.key_text() + item.const])
         else:
             assert item.conv is not None
-            pieces.append(k + ('"%s"' if item.conv.quoted else "%s"))
-            arrays.append(item.conv.text)
-    return ",".join(pieces), arrays
+            q = '"' if item.conv.quoted else ""
+            members.append([item.key_text() + q, item.conv, q])
+    pieces: _Pieces = []
+    for i, member in enumerate(members):
+        pieces += ([","] if i else []) + member
+    merged: _Pieces = []
+    for piece in pieces:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        elif not isinstance(piece, str) or piece:
+            merged.append(piece)
+    return merged
 
 
 def _general(section: _Section, rows: np.ndarray) -> np.ndarray:
@@ -249,6 +298,18 @@ def _general(section: _Section, rows: np.ndarray) -> np.ndarray:
     return _join(frags, len(rows))
 
 
+def _complete_rows(section: _Section, pieces: _Pieces, valid: np.ndarray) -> np.ndarray:
+    """Valid rows that the template covers: every template value present, no optional one."""
+    complete = valid.copy()
+    for piece in pieces:
+        if isinstance(piece, conv.Converted):
+            complete &= piece.present
+    for p in _walk_parts(section):
+        if p.optional and p.conv is not None:
+            complete &= ~p.conv.present
+    return complete
+
+
 def _assemble(section: _Section, valid: np.ndarray, n: int) -> np.ndarray:
     """JSON text of every valid row; a single template pass where all values are present.
 
@@ -256,18 +317,14 @@ def _assemble(section: _Section, valid: np.ndarray, n: int) -> np.ndarray:
     on this kind of machine is far cheaper than holding a million fresh ``bytes`` objects.
     """
     payload = np.full(n, None, dtype=object)
-    tpl, arrays = _template(section)
-    tpl = "{" + tpl + "}"
-    complete = valid.copy()
-    for arr in arrays:
-        complete &= np.not_equal(arr, None)
-    optional = [p for p in _walk_parts(section) if p.optional and p.conv is not None]
-    for p in optional:
-        complete &= np.equal(p.conv.text, None)
+    pieces = ["{", *_template(section), "}"]
+    tpl = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in pieces)
+    arrays = [p.text for p in pieces if isinstance(p, conv.Converted)]
+    complete = _complete_rows(section, pieces, valid)
     fast = np.flatnonzero(complete)
     if len(fast):
         if not arrays:
-            payload[fast] = [tpl] * len(fast)
+            payload[fast] = [tpl % ()] * len(fast)
         else:
             cols = arrays if len(fast) == n else [a[fast] for a in arrays]
             payload[fast] = [tpl % t for t in zip(*cols)]
@@ -275,6 +332,98 @@ def _assemble(section: _Section, valid: np.ndarray, n: int) -> np.ndarray:
     if len(slow):
         payload[slow] = "{" + _general(section, slow) + "}"
     return payload
+
+
+#: Rows joined per Arrow call. Each call's buffers (a few MB) are freed before the next and the
+#: allocator hands the same, already-mapped pages back: one pass over 1M rows would instead touch
+#: ~200 MB of fresh memory, and page faults cost more here than the joining itself.
+_ARROW_BLOCK = 1 << 15
+
+
+def _assemble_arrow(
+    section: _Section, valid: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_assemble` in C: JSON text and UTF-8 length of every valid row.
+
+    Returns None when some column's text cannot be held by Arrow (lone surrogates in Python
+    strings); the caller then uses :func:`_assemble`.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for p in _walk_parts(section):
+        if p.conv is not None and p.conv.to_arrow() is None:
+            return None
+    lit = conv.arrow_literal
+    pieces = ["{", *_template(section), "}"]
+    complete = _complete_rows(section, pieces, valid)
+    slow = valid & ~complete
+    payload = np.full(n, None, dtype=object)
+    nbytes = np.zeros(n, dtype=np.int64)
+    args = [lit(p) if isinstance(p, str) else p.to_arrow() for p in pieces]
+    if not any(isinstance(p, conv.Converted) for p in pieces) and complete.any():
+        # Nothing varies (e.g. literals only): one str shared by every row, as _assemble does.
+        text = "".join(pieces)
+        payload[complete] = text
+        nbytes[complete] = len(text.encode())
+        complete = np.zeros(n, dtype=bool)
+    for start in range(0, n, _ARROW_BLOCK):
+        stop = min(start + _ARROW_BLOCK, n)
+        fast = np.flatnonzero(complete[start:stop])
+        if len(fast) == stop - start:  # the whole block: zero-copy slices
+            block = [a if isinstance(a, pa.Scalar) else a.slice(start, stop - start) for a in args]
+            text = pc.binary_join_element_wise(*block, lit(""))
+            payload[start:stop] = conv.arrow_to_objects(text)
+            nbytes[start:stop] = pc.binary_length(text).to_numpy()
+        elif len(fast):
+            rows = pa.array(fast + start)
+            block = [a if isinstance(a, pa.Scalar) else a.take(rows) for a in args]
+            text = pc.binary_join_element_wise(*block, lit(""))
+            payload[fast + start] = conv.arrow_to_objects(text)
+            nbytes[fast + start] = pc.binary_length(text).to_numpy()
+        others = np.flatnonzero(slow[start:stop]) + start
+        if len(others):
+            inner = _general_arrow(section, pa.array(others))
+            text = pc.binary_join_element_wise(lit("{"), inner, lit("}"), lit(""))
+            payload[others] = conv.arrow_to_objects(text)
+            nbytes[others] = pc.binary_length(text).to_numpy()
+    return payload, nbytes
+
+
+def _general_arrow(section: _Section, rows: pa.Array) -> pa.Array:
+    """:func:`_general` in Arrow: the section's members for ``rows`` ('' where empty)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lit = conv.arrow_literal
+    none, empty = lit(None), lit("")
+    frags: list[Any] = []  # each a large_string array (null where absent) or a scalar
+    for item in section:
+        if isinstance(item, tuple):
+            key, sub = item
+            inner = _general_arrow(sub, rows)
+            prefix = lit(encode_basestring(key) + ":{")
+            wrapped = pc.binary_join_element_wise(prefix, inner, lit("}"), empty)
+            frags.append(pc.if_else(pc.equal(inner, empty), none, wrapped))
+        elif item.const is not None:
+            frags.append(lit(item.key_text() + item.const))
+        else:
+            assert item.conv is not None
+            q = '"' if item.conv.quoted else ""
+            values = item.conv.to_arrow().take(rows)
+            frags.append(pc.binary_join_element_wise(lit(item.key_text() + q), values, lit(q), empty))
+    # ",".join of the present fragments: each present one gets a leading comma, absent ones
+    # become "", and the first character (a comma, when any) is cut. (binary_join_element_wise's
+    # own null_handling="skip" drops rows where every value is null in pyarrow 26: avoided.)
+    comma = lit(",")
+    parts = [pa.repeat(empty, len(rows))]  # keeps the result an array when all are constants
+    for frag in frags:
+        if isinstance(frag, pa.Scalar):
+            parts.append(lit("," + frag.as_py()))
+        else:
+            parts.append(pc.binary_join_element_wise(comma, frag, empty).fill_null(empty))
+    joined = pc.binary_join_element_wise(*parts, empty)
+    return pc.utf8_slice_codeunits(joined, 1)
 
 
 def _walk_parts(section: _Section) -> list[_Part]:
@@ -316,7 +465,7 @@ def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
     content = np.zeros(n, dtype=bool)  # rows with something besides one id
 
     # ---- ids
-    id_strings: dict[str, np.ndarray] = {}
+    id_columns: dict[str, conv.IdColumn] = {}
     usable_any = np.zeros(n, dtype=bool)
     both = np.ones(n, dtype=bool)
     for slot in (spec.user_id, spec.device_id):
@@ -324,19 +473,16 @@ def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
             both[:] = False
             continue
         if isinstance(slot.source, Literal):
-            s1, c1 = conv.convert_ids(_single(slot.source.value))
-            strings = np.full(n, s1[0], dtype=object)
-            c = _broadcast(c1, n)
+            ids = conv.convert_ids(_single(slot.source.value)).broadcast(n)
         else:
-            strings, c = conv.convert_ids(_series(df, slot))
-        usable = _check_ids(strings, c, slot.key, _label(slot), problems)
+            ids = conv.convert_ids(_series(df, slot))
+        usable = _check_ids(ids, slot.key, _label(slot), problems)
         if not usable.all():
-            strings = np.where(usable, strings, None)
-            c.text = np.where(usable, c.text, None)
-        id_strings[slot.key] = strings
+            ids.keep(usable)
+        id_columns[slot.key] = ids
         usable_any |= usable
         both &= usable
-        top.append(_Part(slot.key, conv=c))
+        top.append(_Part(slot.key, conv=ids.conv))
     content |= both
     no_id = np.flatnonzero(~usable_any)
     if len(no_id):
@@ -355,7 +501,7 @@ def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
         c = _convert_slot(df, slot, conv.convert_field)
         problems.add(c.bad_pos, _label(slot), "error", c.bad_reason)
         _null_policy(spec, slot, c, problems)
-        content |= np.not_equal(c.text, None)
+        content |= c.present
         top.append(_part(slot, c, n))
 
     # ---- user properties
@@ -387,7 +533,7 @@ def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
                 content |= c.missing
             else:
                 _null_policy(spec, slot, c, problems)
-            present = np.not_equal(c.text, None)
+            present = c.present
             content |= present
             if op in NON_IDEMPOTENT_OPERATIONS:
                 non_idempotent |= present
@@ -414,7 +560,7 @@ def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
             problems.add(c.bad_pos, _label(slot), "error", c.bad_reason)
             _null_policy(spec, slot, c, problems)
             total += k
-            content |= np.not_equal(c.text, None)
+            content |= c.present
             gparts.append(_part(slot, c, n))
         too_many = np.flatnonzero(total > MAX_GROUPS)
         problems.add(
@@ -443,15 +589,20 @@ def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
             "warning",
             "string longer than 1024 characters; Amplitude truncates it",
         )
-    user = np.where(valid, id_strings.get("user_id", None), None)
-    device = np.where(valid, id_strings.get("device_id", None), None)
-    codes = {}
-    for key, values in (("user_id", user), ("device_id", device)):
-        if key in id_strings:
-            codes[key] = pd.factorize(values, use_na_sentinel=True)[0]
-            slot = spec.user_id if key == "user_id" else spec.device_id
-            _warn_busy_ids(key, codes[key], values, slot, problems)
-    payload = _assemble(top, valid, n)
+    all_valid = bool(valid.all())
+    sent: dict[str, np.ndarray] = {}  # the ids as sent: None on rows that are not valid
+    codes: dict[str, np.ndarray] = {}  # the same as codes, -1 where None: no second factorize
+    for key, slot in (("user_id", spec.user_id), ("device_id", spec.device_id)):
+        column = id_columns.get(key)
+        if column is None:
+            sent[key], codes[key] = np.full(n, None, dtype=object), np.full(n, -1, dtype=np.int64)
+            continue
+        sent[key] = column.strings if all_valid else np.where(valid, column.strings, None)
+        codes[key] = column.codes if all_valid else np.where(valid, column.codes, -1)
+        _warn_busy_ids(key, codes[key], sent[key], slot, problems)
+    user, device = sent["user_id"], sent["device_id"]
+    assembled = conv.try_arrow(_assemble_arrow, top, valid, n) if conv.arrow_enabled() else None
+    payload, nbytes = assembled if assembled is not None else (_assemble(top, valid, n), None)
     return Plan.from_parts(
         index=df.index,
         state=state,
@@ -461,7 +612,8 @@ def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
         idempotent=~non_idempotent,
         reason=reason,
         problems=problems.frame(df.index),
-        id_codes=(codes.get("user_id"), codes.get("device_id")),
+        id_codes=(codes["user_id"], codes["device_id"]),
+        nbytes=nbytes,
     )
 
 

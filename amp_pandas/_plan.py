@@ -82,23 +82,24 @@ class Plan:
         reason: np.ndarray,
         problems: pd.DataFrame,
         id_codes: tuple[np.ndarray | None, np.ndarray | None] | None = None,
-    ) -> "Plan":
+        nbytes: np.ndarray | None = None,
+    ) -> Plan:
         """Assemble a plan, deriving lanes, send order and sizes.
 
-        ``id_codes`` may pass ``pd.factorize`` codes of ``user_id``/``device_id`` already
-        computed by the caller (-1 where missing), to save factorizing twice.
+        ``id_codes`` may pass codes of ``user_id``/``device_id`` already computed by the caller
+        (equal ids share a code, -1 where missing or not valid), to save factorizing twice.
+        ``nbytes`` may pass the payloads' UTF-8 lengths when the caller already knows them
+        (Arrow does, for free), to save a pass over a million strings.
         """
         valid = state == VALID
         lane = compute_lanes(user_id, device_id, valid, codes=id_codes)
         valid_pos = np.flatnonzero(valid)
-        order = valid_pos[np.argsort(lane[valid_pos], kind="stable")]
-        nbytes = np.zeros(len(index), dtype=np.int64)
-        if len(valid_pos):
-            nbytes[valid_pos] = np.fromiter(
-                (len(p) if p.isascii() else len(p.encode()) for p in payload[valid_pos]),
-                dtype=np.int64,
-                count=len(valid_pos),
-            )
+        if len(valid_pos) == len(index):  # every row: positions are 0..n-1 already
+            order = _stable_argsort(lane)
+        else:
+            order = valid_pos[_stable_argsort(lane[valid_pos])]
+        if nbytes is None:
+            nbytes = _utf8_lengths(payload, valid_pos, len(index))
         return cls(
             index=index,
             state=state,
@@ -116,7 +117,7 @@ class Plan:
     @classmethod
     def from_identifications(
         cls, identifications: Sequence[dict[str, Any]], index: Iterable[Any] | None = None
-    ) -> "Plan":
+    ) -> Plan:
         """A plan of ready-made identification dicts, all valid (for tests and tools).
 
         Examples
@@ -164,6 +165,51 @@ class Plan:
         return [json.loads(p) for p in self.payload[self.state == VALID]]
 
 
+def _utf8_lengths(payload: np.ndarray, valid_pos: np.ndarray, n: int) -> np.ndarray:
+    """UTF-8 length of each valid row's payload (0 elsewhere); ASCII text needs no encoding."""
+    nbytes = np.zeros(n, dtype=np.int64)
+    if len(valid_pos):
+        nbytes[valid_pos] = np.fromiter(
+            (len(p) if p.isascii() else len(p.encode()) for p in payload[valid_pos]),
+            dtype=np.int64,
+            count=len(valid_pos),
+        )
+    return nbytes
+
+
+def _stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative integer keys, faster.
+
+    NumPy sorts 16-bit keys with a stable radix sort in linear time but larger ones with
+    timsort; two radix passes (low 16 bits, then high 16 bits) sort keys below 2**32 stably in
+    less than half the time on a million rows.
+    """
+    if not len(keys) or keys.min() < 0 or keys.max() >= 1 << 32:
+        return np.argsort(keys, kind="stable")
+    by_low = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    if keys.max() < 1 << 16:
+        return by_low
+    high = (keys[by_low] >> 16).astype(np.uint16)
+    return by_low[np.argsort(high, kind="stable")]
+
+
+def _numbered_by_first_appearance(codes: np.ndarray) -> bool:
+    """True when ``codes`` (all >= 0) already are 0, 1, 2 ... in order of first appearance,
+    i.e. what ``pd.factorize(codes)[0]`` would return: each code is at most one above every
+    code before it."""
+    highest = -1  # the largest code before the current block
+    for start in range(0, len(codes), _BLOCK):  # block-wise: temporaries stay small and hot
+        block = codes[start : start + _BLOCK]
+        before = np.maximum.accumulate(np.concatenate(([highest], block[:-1])))
+        if (block > before + 1).any():
+            return False
+        highest = max(highest, int(block.max()))
+    return True
+
+
+_BLOCK = 1 << 16
+
+
 def empty_problems() -> pd.DataFrame:
     """An empty problems frame with the documented columns."""
     return pd.DataFrame(
@@ -199,25 +245,25 @@ def compute_lanes(
     """
     n = len(mask)
     lane = np.full(n, -1, dtype=np.int64)
-    pos = np.flatnonzero(mask)
-    if not len(pos):
+    count = int(np.count_nonzero(mask))
+    if not count:
         return lane
+    # Every row, usually: a slice then takes views where positions would copy 8 MB arrays.
+    pos: slice | np.ndarray = slice(None) if count == n else np.flatnonzero(mask)
     given = codes or (None, None)
     ucodes, dcodes = (
         c[pos] if c is not None else pd.factorize(ids[pos], use_na_sentinel=True)[0]
         for c, ids in zip(given, (user_id, device_id))
     )
-    # One kind of id only: factorize already numbered the groups by first appearance.
-    if (dcodes < 0).all() and (ucodes >= 0).all():
-        lane[pos] = pd.factorize(ucodes)[0]
-        return lane
-    if (ucodes < 0).all() and (dcodes >= 0).all():
-        lane[pos] = pd.factorize(dcodes)[0]
-        return lane
-    label = np.arange(len(pos), dtype=np.int64)
+    # One kind of id only: the id codes are the lanes, numbered by first appearance.
+    for one, other in ((ucodes, dcodes), (dcodes, ucodes)):
+        if (other < 0).all() and (one >= 0).all():
+            lane[pos] = one if _numbered_by_first_appearance(one) else pd.factorize(one)[0]
+            return lane
+    label = np.arange(count, dtype=np.int64)
     # Label propagation: every row takes the smallest label among rows sharing one of its ids,
     # until nothing changes. Usually one or two rounds: chains of device<->user links are short.
-    big = np.int64(len(pos))
+    big = np.int64(count)
     while True:
         new = label.copy()
         for codes in (ucodes, dcodes):
