@@ -547,6 +547,30 @@ def iso_datetime(value: dt.datetime) -> str:
     return text
 
 
+NOT_UTF8 = (
+    "string is not valid Unicode (a lone surrogate, e.g. from decoding with "
+    "'surrogateescape'), so it cannot be sent as UTF-8; clean the column first"
+)
+
+
+def _is_utf8(text: str) -> bool:
+    """False for a str holding a lone surrogate (it has no UTF-8 form). O(1) for ASCII."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_utf8_positions(values: np.ndarray) -> np.ndarray:
+    """Positions (into ``values``, all str) of the strings that cannot be encoded as UTF-8."""
+    return np.asarray(
+        [i for i, v in enumerate(values) if not _is_utf8(v)], dtype=np.int64
+    )
+
+
 def json_text(value: Any, depth: int = 0) -> str:
     """The JSON text of one value by the type rules; raises :class:`BadValue`.
 
@@ -559,6 +583,8 @@ def json_text(value: Any, depth: int = 0) -> str:
     '[3,true,"2024-05-01T10:00:00"]'
     """
     if isinstance(value, str):
+        if not _is_utf8(value):
+            raise BadValue(NOT_UTF8)
         return encode_basestring(value)
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
@@ -610,7 +636,7 @@ def json_text(value: Any, depth: int = 0) -> str:
         for k, v in value.items():
             if isinstance(k, bool) or not isinstance(k, (str, int, float, np.integer)):
                 raise BadValue(f"dict keys must be strings, got {_describe(k)}")
-            parts.append(encode_basestring(str(k)) + ":" + json_text(v, depth + 1))
+            parts.append(json_text(str(k)) + ":" + json_text(v, depth + 1))
         return "{" + ",".join(parts) + "}"
     if isinstance(value, (bytes, bytearray, memoryview)):
         raise BadValue("bytes have no JSON form; decode them first, e.g. .str.decode('utf-8')")
@@ -820,7 +846,11 @@ def convert_values(series: pd.Series, *, numeric_only: bool = False, column: str
         text[present] = vals if quoted else list(map(encode_basestring, vals))
         lengths = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
         long_pos = np.flatnonzero(present)[lengths > LONG_STRING]
-        return Converted(text, missing, _NO_POS, [], long_pos, quoted=quoted)
+        bad = np.flatnonzero(present)[_not_utf8_positions(vals)]
+        text[bad] = None
+        return Converted(
+            text, missing, bad, [NOT_UTF8] * len(bad), long_pos, quoted=quoted
+        )
     if pd.api.types.is_timedelta64_dtype(series.dtype):
         conv = Converted.empty(n)
         conv.missing = missing
@@ -860,6 +890,8 @@ def _number_text(value: Any) -> str:
 
 def _id_string(value: Any) -> str:
     if isinstance(value, str):
+        if not _is_utf8(value):
+            raise BadValue(NOT_UTF8)
         return value
     if isinstance(value, (bool, np.bool_, np.timedelta64)):  # numpy's timedelta is an integer
         raise BadValue(f"an id must be a string or an integer, got {_describe(value)}")
@@ -942,6 +974,9 @@ def convert_ids(series: pd.Series) -> IdColumn:
     bad_reason: list[str] = []
     if kind == "string":
         strings[present] = values[present]
+        bad_pos = np.flatnonzero(present)[_not_utf8_positions(values[present])]
+        bad_reason = [NOT_UTF8] * len(bad_pos)
+        strings[bad_pos] = None
     elif kind == "int":
         strings[present] = list(map(str, values[present].tolist()))
     elif kind == "float":

@@ -158,6 +158,13 @@ def _prop_name(name: Any, arg: str) -> str:
         name = str(name)
     if not name:
         raise ArgumentError(f"{arg}: a property name cannot be empty")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ArgumentError(
+            f"{arg}: property name {name.encode('utf-8', 'backslashreplace').decode()!r} is not "
+            "valid Unicode (a lone surrogate); rename it"
+        ) from None
     if name.startswith("$"):
         raise ArgumentError(
             f"{arg}: property name {name!r} starts with '$', which Amplitude reads as an "
