@@ -28,6 +28,7 @@ import logging
 import math
 import random
 import re
+import signal
 import sys
 import threading
 import time
@@ -172,6 +173,44 @@ def _interrupted_message(result: pd.DataFrame) -> str:
     )
 
 
+class _DeferredInterrupt:
+    """Turn Ctrl-C into a flag that the send loop checks at safe points.
+
+    A ``KeyboardInterrupt`` raised at an arbitrary bytecode could land between receiving an
+    answer and recording it, and that answer would be lost (its rows called ``unknown``
+    although they succeeded). While a send runs in the main thread with Python's default
+    SIGINT handler, the first Ctrl-C only sets :attr:`requested`; the loop then stops at the
+    next safe point. A second Ctrl-C raises at once (the user wants out). Elsewhere (another
+    thread, a custom handler) nothing changes.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._previous: Any = None
+
+    @property
+    def requested(self) -> bool:
+        return self.count > 0
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "_DeferredInterrupt":
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 class _Sender:
     """The state of one send. Only the thread that called ``run`` touches it."""
 
@@ -246,14 +285,16 @@ class _Sender:
         self.progress = SendProgress(
             len(plan), self.pending, bar=s.progress and self.pending > 0, callback=self.callback
         )
+        self._ctrl_c = _DeferredInterrupt()
         try:
-            try:
-                if executor is not None:
-                    self._loop(executor)
-                self._report()
-            except KeyboardInterrupt:
-                self.interrupted = True
-                self._drain_after_interrupt()
+            with self._ctrl_c:
+                try:
+                    if executor is not None:
+                        self._loop(executor)
+                    self._report()
+                except KeyboardInterrupt:
+                    self.interrupted = True
+                    self._drain_after_interrupt()
             self._finalize()
             try:
                 self._report()
@@ -282,6 +323,8 @@ class _Sender:
 
     def _loop(self, executor: ThreadPoolExecutor) -> None:
         while True:
+            if self._ctrl_c.requested:  # a safe point: nothing is half-recorded
+                raise KeyboardInterrupt
             self._harvest()
             now = time.monotonic()
             next_time = math.inf
