@@ -1,0 +1,1 @@
+"""Helpers shared by the reliability tests (fault matrix, interrupt, soak): not tests themselves."""
