@@ -234,16 +234,10 @@ def send_blocker(preview: IdentifyPreview) -> str | None:
 
 def result_summary_html(result: pd.DataFrame, *, limit: int = 20) -> str:
     """A sent preview's summary: a colored count per status, reasons, the rows not succeeded."""
-    from ._result import _COLORS, _reason_groups, summarize
+    from ._result import _reason_groups, status_badges
 
     esc = html.escape
-    counts = summarize(result)
-    badges = [
-        f'<span class="amp-status amp-{s}" style="color:{_COLORS.get(s, "inherit")};'
-        f'font-weight:bold">{n:,} {esc(s)}</span>'
-        for s, n in counts.items()
-        if n
-    ]
+    badges = status_badges(result)
     parts = [
         f'<div class="amp-pandas amp-result"><b>Result</b> — {len(result):,} rows: '
         + (" · ".join(badges) or "no rows")

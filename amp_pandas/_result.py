@@ -202,16 +202,19 @@ def result_text(result: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def result_html(result: pd.DataFrame) -> str:
-    """The HTML view: a colored count per status, reasons, then the rows (failures first)."""
-    esc = html.escape
-    counts = summarize(result)
-    badges = [
+def status_badges(result: pd.DataFrame) -> list[str]:
+    """One colored ``<span>`` per status present: ``4 success``, ``1 invalid`` ..."""
+    return [
         f'<span class="amp-pandas-status amp-pandas-{s}" style="color:{_COLORS[s]};'
-        f'font-weight:bold">{n:,} {esc(s)}</span>'
-        for s, n in counts.items()
+        f'font-weight:bold">{n:,} {html.escape(s)}</span>'
+        for s, n in summarize(result).items()
         if n
     ]
+
+
+def result_html(result: pd.DataFrame) -> str:
+    """The HTML view: a colored count per status, reasons, then the rows (failures first)."""
+    badges = status_badges(result)
     parts = [
         '<div class="amp-pandas-result">',
         f"<p><strong>Amplitude identify result</strong> — {len(result):,} rows: "
