@@ -22,19 +22,6 @@ from amp_pandas.sandbox._rules import REJECTED_IDS
 TIMEOUT = 10
 
 
-@pytest.fixture(scope="module")
-def _running() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def sb(_running: Sandbox) -> Sandbox:
-    """One sandbox for the module, reset before each test (faults, profiles and records)."""
-    _running.reset()
-    return _running
-
-
 def post(
     sb: Sandbox,
     identification: Any,

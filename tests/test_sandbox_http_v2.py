@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,18 +13,6 @@ import requests
 from amp_pandas.sandbox import Sandbox
 
 TIMEOUT = 10
-
-
-@pytest.fixture(scope="module")
-def _running() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def sb(_running: Sandbox) -> Sandbox:
-    _running.reset()
-    return _running
 
 
 def send(

@@ -289,6 +289,8 @@ class ProfileStore:
                             break
                         previous = order
                 for operation, body in items:
+                    # $set and $add, the common operations, are inlined copies of _set and
+                    # _add (a call per identification costs throughput); keep them in step.
                     if operation == "$set":
                         for name, value in body.items():
                             if value is not None:
