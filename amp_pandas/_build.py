@@ -12,6 +12,7 @@ a column's text cannot live in Arrow), :func:`_assemble` fills a ``%``-template 
 
 from __future__ import annotations
 
+import functools
 import gc
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import _convert as conv
+from ._payloads import ArrowPayloads, Ids, TextPayloads
 from ._plan import INVALID, NON_IDEMPOTENT_OPERATIONS, SKIPPED, VALID, Plan, empty_problems
 from ._spec import IdentifySpec, Literal, Slot
 
@@ -159,12 +161,12 @@ def _check_ids(ids: conv.IdColumn, arg: str, label: str, problems: _Problems) ->
     c = ids.conv
     problems.add(c.bad_pos, label, "error", c.bad_reason)
     usable = ids.codes >= 0
-    if not len(ids.uniques) or not usable.any():
+    if not ids.n_unique or not usable.any():
         return usable
     lengths, rejected = _id_lengths_and_rejected(ids)
     too_short = (lengths < MIN_ID_LENGTH) & ~rejected
     too_long = lengths > MAX_ID_LENGTH
-    codes = np.where(usable, ids.codes, len(ids.uniques))  # -1 -> an extra "fine" slot
+    codes = np.where(usable, ids.codes, ids.n_unique)  # -1 -> an extra "fine" slot
     for mask, template in (
         (rejected, "{arg} {v!r} is on Amplitude's list of rejected ids; fix or drop the row"),
         (too_short, "{arg} {v!r} is shorter than 5 characters, which Amplitude rejects"),
@@ -176,7 +178,7 @@ def _check_ids(ids: conv.IdColumn, arg: str, label: str, problems: _Problems) ->
                 p,
                 label,
                 "error",
-                [template.format(arg=arg, v=v, k=len(v)) for v in ids.uniques[ids.codes[p]]],
+                [template.format(arg=arg, v=v, k=len(v)) for v in ids.unique_at(ids.codes[p])],
             )
             usable[p] = False
     return usable
@@ -189,7 +191,6 @@ def _id_lengths_and_rejected(ids: conv.IdColumn) -> tuple[np.ndarray, np.ndarray
     ``ascii_lower`` is the same thing, for the (rare) others Python lowers them (the Kelvin sign
     lowers to "k", so "UNKNOWN" spelled with it is rejected too).
     """
-    uniques = ids.uniques
     short_cand: np.ndarray
     if ids.unique_arrow is not None:
         import pyarrow as pa
@@ -207,12 +208,13 @@ def _id_lengths_and_rejected(ids: conv.IdColumn) -> tuple[np.ndarray, np.ndarray
         ) & short_cand
         others = np.flatnonzero(short_cand & ~ascii_)
     else:
-        lengths = np.fromiter(map(len, uniques), dtype=np.int64, count=len(uniques))
+        assert ids.uniques is not None
+        lengths = np.fromiter(map(len, ids.uniques), dtype=np.int64, count=ids.n_unique)
         short_cand = lengths <= 36
-        rejected = np.zeros(len(uniques), dtype=bool)
+        rejected = np.zeros(ids.n_unique, dtype=bool)
         others = np.flatnonzero(short_cand)
     if len(others):
-        lowered_others = pd.Series(uniques[others], dtype=object).str.lower()
+        lowered_others = pd.Series(ids.unique_at(others), dtype=object).str.lower()
         rejected[others] = lowered_others.isin(REJECTED_IDS).to_numpy()
     return lengths, rejected
 
@@ -334,16 +336,13 @@ def _assemble(section: _Section, valid: np.ndarray, n: int) -> np.ndarray:
     return payload
 
 
-#: Rows joined per Arrow call. Each call's buffers (a few MB) are freed before the next and the
-#: allocator hands the same, already-mapped pages back: one pass over 1M rows would instead touch
-#: ~200 MB of fresh memory, and page faults cost more here than the joining itself.
+#: Rows measured per Arrow call where rows need the general (member by member) text.
 _ARROW_BLOCK = 1 << 15
 
 
-def _assemble_arrow(
-    section: _Section, valid: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`_assemble` in C: JSON text and UTF-8 length of every valid row.
+def _assemble_arrow(section: _Section, valid: np.ndarray, n: int) -> ArrowPayloads | None:
+    """:func:`_assemble` with pyarrow, lazily: the template and its columns, and each row's
+    UTF-8 length; the text itself is written per request (:class:`ArrowPayloads`).
 
     Returns None when some column's text cannot be held by Arrow (lone surrogates in Python
     strings); the caller then uses :func:`_assemble`.
@@ -355,39 +354,28 @@ def _assemble_arrow(
         if p.conv is not None and p.conv.to_arrow() is None:
             return None
     lit = conv.arrow_literal
-    pieces = ["{", *_template(section), "}"]
+    pieces: _Pieces = ["{", *_template(section)]  # the closing brace is ArrowPayloads' own
     complete = _complete_rows(section, pieces, valid)
-    slow = valid & ~complete
-    payload = np.full(n, None, dtype=object)
+    slow = np.flatnonzero(valid & ~complete)
     nbytes = np.zeros(n, dtype=np.int64)
+    fast = np.flatnonzero(complete)
+    if len(fast):
+        constant = 1 + sum(len(p.encode()) for p in pieces if isinstance(p, str))  # 1: "}"
+        for p in pieces:
+            if not isinstance(p, str):
+                nbytes += pc.binary_length(p.to_arrow()).fill_null(0).to_numpy()
+        nbytes += constant
+        if len(fast) < n:
+            nbytes[~complete] = 0  # measured below when sent, else 0
+    general = None
+    if len(slow):
+        general = functools.partial(_general_arrow, section)
+        for start in range(0, len(slow), _ARROW_BLOCK):
+            rows = slow[start : start + _ARROW_BLOCK]
+            inner = pc.binary_length(general(pa.array(rows))).to_numpy(zero_copy_only=False)
+            nbytes[rows] = inner.astype(np.int64) + 2  # "{" and "}"
     args = [lit(p) if isinstance(p, str) else p.to_arrow() for p in pieces]
-    if not any(isinstance(p, conv.Converted) for p in pieces) and complete.any():
-        # Nothing varies (e.g. literals only): one str shared by every row, as _assemble does.
-        text = "".join(pieces)
-        payload[complete] = text
-        nbytes[complete] = len(text.encode())
-        complete = np.zeros(n, dtype=bool)
-    for start in range(0, n, _ARROW_BLOCK):
-        stop = min(start + _ARROW_BLOCK, n)
-        fast = np.flatnonzero(complete[start:stop])
-        if len(fast) == stop - start:  # the whole block: zero-copy slices
-            block = [a if isinstance(a, pa.Scalar) else a.slice(start, stop - start) for a in args]
-            text = pc.binary_join_element_wise(*block, lit(""))
-            payload[start:stop] = conv.arrow_to_objects(text)
-            nbytes[start:stop] = pc.binary_length(text).to_numpy()
-        elif len(fast):
-            rows = pa.array(fast + start)
-            block = [a if isinstance(a, pa.Scalar) else a.take(rows) for a in args]
-            text = pc.binary_join_element_wise(*block, lit(""))
-            payload[fast + start] = conv.arrow_to_objects(text)
-            nbytes[fast + start] = pc.binary_length(text).to_numpy()
-        others = np.flatnonzero(slow[start:stop]) + start
-        if len(others):
-            inner = _general_arrow(section, pa.array(others))
-            text = pc.binary_join_element_wise(lit("{"), inner, lit("}"), lit(""))
-            payload[others] = conv.arrow_to_objects(text)
-            nbytes[others] = pc.binary_length(text).to_numpy()
-    return payload, nbytes
+    return ArrowPayloads(args, complete, general, nbytes)
 
 
 def _general_arrow(section: _Section, rows: pa.Array) -> pa.Array:
@@ -445,7 +433,7 @@ def _part(slot: Slot, c: conv.Converted, n: int) -> _Part:
         and not c.missing[0]
         and c.text[0] is not None
     ):
-        return _Part(slot.key, const=c.json()[0])
+        return _Part(slot.key, const=c.json_at(0))
     return _Part(slot.key, conv=c)
 
 
@@ -590,19 +578,19 @@ def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
             "string longer than 1024 characters; Amplitude truncates it",
         )
     all_valid = bool(valid.all())
-    sent: dict[str, np.ndarray] = {}  # the ids as sent: None on rows that are not valid
-    codes: dict[str, np.ndarray] = {}  # the same as codes, -1 where None: no second factorize
+    sent: dict[str, Ids] = {}  # the ids as sent: code -1 on rows that are not valid
     for key, slot in (("user_id", spec.user_id), ("device_id", spec.device_id)):
         column = id_columns.get(key)
         if column is None:
-            sent[key], codes[key] = np.full(n, None, dtype=object), np.full(n, -1, dtype=np.int64)
+            sent[key] = Ids.none(n)
             continue
-        sent[key] = column.strings if all_valid else np.where(valid, column.strings, None)
-        codes[key] = column.codes if all_valid else np.where(valid, column.codes, -1)
-        _warn_busy_ids(key, codes[key], sent[key], slot, problems)
+        sent[key] = Ids(column.codes if all_valid else np.where(valid, column.codes, -1),
+                        column.distinct)
+        _warn_busy_ids(key, sent[key], slot, problems)
     user, device = sent["user_id"], sent["device_id"]
-    assembled = conv.try_arrow(_assemble_arrow, top, valid, n) if conv.arrow_enabled() else None
-    payload, nbytes = assembled if assembled is not None else (_assemble(top, valid, n), None)
+    payload = conv.try_arrow(_assemble_arrow, top, valid, n) if conv.arrow_enabled() else None
+    if payload is None:
+        payload = TextPayloads(_assemble(top, valid, n))
     return Plan.from_parts(
         index=df.index,
         state=state,
@@ -612,8 +600,6 @@ def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
         idempotent=~non_idempotent,
         reason=reason,
         problems=problems.frame(df.index),
-        id_codes=(codes["user_id"], codes["device_id"]),
-        nbytes=nbytes,
     )
 
 
@@ -636,10 +622,9 @@ def _null_policy(
         )
 
 
-def _warn_busy_ids(
-    key: str, codes: np.ndarray, strings: np.ndarray, slot: Slot | None, problems: _Problems
-) -> None:
-    """Warn on rows past the 1800th of one id (codes: factorized ids, -1 where none)."""
+def _warn_busy_ids(key: str, ids: Ids, slot: Slot | None, problems: _Problems) -> None:
+    """Warn on rows past the 1800th of one id."""
+    codes = ids.codes
     has = codes >= 0
     if not has.any():
         return
@@ -655,6 +640,6 @@ def _warn_busy_ids(
         [
             f"{key} {v!r} has more than {MAX_UPDATES_PER_HOUR} identifications in this "
             "frame; Amplitude drops updates past 1800 per user per hour"
-            for v in strings[over]
+            for v in ids[over]
         ],
     )

@@ -118,15 +118,12 @@ class Converted:
         if self.arrow is not None:
             self.arrow = _arrow_where(rows, self.arrow)
 
-    def json(self) -> np.ndarray:
-        """JSON text per row (quotes added when ``quoted``), None where absent."""
-        if not self.quoted:
-            return self.text
-        out = np.full(len(self.text), None, dtype=object)
-        has = np.not_equal(self.text, None)
-        if has.any():
-            out[has] = '"' + self.text[has] + '"'
-        return out
+    def json_at(self, position: int) -> str | None:
+        """One row's JSON text (quotes added when ``quoted``), None where absent."""
+        text = self.text[position] if self._text is not None else self.arrow[position].as_py()
+        if text is None or not self.quoted:
+            return text  # type: ignore[no-any-return]
+        return '"' + text + '"'
 
     @classmethod
     def empty(cls, n: int) -> Converted:
@@ -909,31 +906,43 @@ def _id_string(value: Any) -> str:
 class IdColumn:
     """A column of ids, converted and factorized once.
 
-    Equal ids share a code, numbered by first appearance; ``uniques`` holds each distinct id once.
-    The id checks run on the distinct ids only, and the busy-id warning and the lanes reuse the
+    Equal ids share a code, numbered by first appearance; the distinct ids are held once, as a
+    numpy object array (``uniques``) or, on the Arrow path, as Arrow strings (``unique_arrow``)
+    only. The id checks run on the distinct ids, and the busy-id warning and the lanes reuse the
     codes, so the strings are hashed a single time.
     """
 
-    codes: np.ndarray  # int64 per row: index into ``uniques``, -1 where missing or bad
-    uniques: np.ndarray  # object: the distinct ids as ``str``
+    codes: np.ndarray  # int64 per row: index into the distinct ids, -1 where missing or bad
+    uniques: np.ndarray | None  # object: the distinct ids as ``str`` (None: see unique_arrow)
     conv: Converted  # the JSON text of each id, for the payload
-    unique_arrow: pa.Array | None = None  # ``uniques`` as Arrow strings, for vectorised checks
-    _strings: np.ndarray | None = None
+    unique_arrow: pa.Array | None = None  # the distinct ids as Arrow strings
+
+    def __post_init__(self) -> None:
+        if self.uniques is None and self.unique_arrow is None:
+            raise ValueError("IdColumn needs its distinct ids as a numpy or an Arrow array")
 
     @property
-    def strings(self) -> np.ndarray:
-        """The id of each row as ``str`` (``None`` where missing or bad); rows share objects."""
-        if self._strings is None:
-            table = np.empty(len(self.uniques) + 1, dtype=object)
-            table[: len(self.uniques)] = self.uniques  # the last slot stays None: code -1
-            self._strings = table[self.codes]
-        return self._strings
+    def n_unique(self) -> int:
+        return len(self.uniques if self.uniques is not None else self.unique_arrow)
+
+    @property
+    def distinct(self) -> Any:
+        """The distinct ids in whichever form they are held (numpy object or Arrow array)."""
+        return self.uniques if self.uniques is not None else self.unique_arrow
+
+    def unique_at(self, codes: np.ndarray) -> np.ndarray:
+        """The distinct ids numbered ``codes`` (all >= 0), as an object array of ``str``."""
+        if self.uniques is not None:
+            return self.uniques[codes]
+        import pyarrow as pa
+
+        out = np.empty(len(codes), dtype=object)
+        out[:] = self.unique_arrow.take(pa.array(codes, type=pa.int64())).to_pylist()
+        return out
 
     def keep(self, rows: np.ndarray) -> None:
         """Forget the ids of rows outside the bool mask ``rows`` (e.g. ids Amplitude rejects)."""
         self.codes = np.where(rows, self.codes, -1)
-        if self._strings is not None:
-            self._strings = np.where(rows, self._strings, None)
         self.conv.keep(rows)
 
     def broadcast(self, n: int) -> IdColumn:
@@ -1001,7 +1010,6 @@ def convert_ids(series: pd.Series) -> IdColumn:
         codes=codes.astype(np.int64, copy=False),
         uniques=np.asarray(uniques, dtype=object),
         conv=Converted(text, missing, bad_pos, bad_reason, _NO_POS, quoted=quoted),
-        _strings=strings,
     )
 
 
@@ -1036,7 +1044,7 @@ def _arrow_ids(series: pd.Series) -> IdColumn | None:
     conv = Converted(
         None, codes < 0, _NO_POS, [], _NO_POS, quoted=True, arrow=_escape_arrow(strings)
     )
-    return IdColumn(codes, arrow_to_objects(distinct), conv, unique_arrow=distinct)
+    return IdColumn(codes, None, conv, unique_arrow=distinct)
 
 
 def _factorize_strings(strings: pa.Array) -> tuple[np.ndarray, pa.Array]:

@@ -20,6 +20,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "chunk_rows",
     "encode_body",
+    "encode_request",
     "body_overhead",
 ]
 
@@ -47,17 +48,21 @@ def new_boundary() -> bytes:
     return os.urandom(16).hex().encode()
 
 
-def encode_body(api_key: str, payloads: Sequence[str] | Sequence[bytes], boundary: bytes) -> bytes:
+def encode_body(
+    api_key: str, payloads: bytes | Sequence[str] | Sequence[bytes], boundary: bytes
+) -> bytes:
     """The multipart body of one request: the key and the JSON array of identifications.
 
     Parameters
     ----------
     api_key : str
         The project API key (goes in the body, never in a URL).
-    payloads : sequence of str (or bytes)
-        Each identification's JSON text.
+    payloads : bytes, or sequence of str (or bytes)
+        The JSON array of the identifications as UTF-8 (``Payloads.json_array``), or each
+        identification's JSON text.
     boundary : bytes
-        The multipart boundary; must not occur in the payloads (``encode_body`` checks).
+        The multipart boundary. It must not occur in the key or the payloads: ``ValueError``
+        if it does (:func:`encode_request` then picks another).
 
     Examples
     --------
@@ -65,13 +70,14 @@ def encode_body(api_key: str, payloads: Sequence[str] | Sequence[bytes], boundar
     >>> b'[{"user_id":"user-1"}]' in body
     True
     """
-    if len(payloads) and isinstance(payloads[0], bytes):
+    if isinstance(payloads, bytes):
+        array = payloads
+    elif len(payloads) and isinstance(payloads[0], bytes):
         array = b"[" + b",".join(payloads) + b"]"  # type: ignore[arg-type]
     else:
         array = ("[" + ",".join(payloads) + "]").encode()  # type: ignore[arg-type]
     if boundary in array or boundary in api_key.encode():
-        # Astronomically unlikely with a random boundary; never produce a corrupt body.
-        return encode_body(api_key, payloads, new_boundary())
+        raise ValueError("the multipart boundary occurs in the body")
     return b"".join(
         (
             _PART % (boundary, b"api_key"),
@@ -84,6 +90,27 @@ def encode_body(api_key: str, payloads: Sequence[str] | Sequence[bytes], boundar
             b"--\r\n",
         )
     )
+
+
+def encode_request(
+    api_key: str, payloads: bytes | Sequence[str], boundary: bytes
+) -> tuple[bytes, str]:
+    """The body of one request and its ``Content-Type``.
+
+    ``boundary`` is used unless it occurs in the body (astronomically unlikely with a random
+    one); then a fresh one is drawn, so that a body is never corrupt.
+
+    Examples
+    --------
+    >>> body, kind = encode_request("k" * 8, b'[{"user_id":"user-1"}]', b"b0undary")
+    >>> kind
+    'multipart/form-data; boundary=b0undary'
+    """
+    while True:
+        try:
+            return encode_body(api_key, payloads, boundary), content_type(boundary)
+        except ValueError:
+            boundary = new_boundary()
 
 
 def content_type(boundary: bytes) -> str:

@@ -16,6 +16,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ._payloads import Ids, Payloads, TextPayloads
+
 __all__ = ["Plan", "VALID", "INVALID", "SKIPPED", "compute_lanes"]
 
 VALID: int = 0
@@ -37,11 +39,13 @@ class Plan:
         The input frame's index; every per-row array below is aligned with it by position.
     state : ndarray of int8
         ``VALID``, ``INVALID`` or ``SKIPPED`` per row.
-    payload : ndarray of object
-        The JSON text (``str``) of the identification for valid rows, ``None`` for the others;
-        encoded to UTF-8 per request by ``_encode.encode_body``.
-    user_id, device_id : ndarray of object
-        The row's ids as sent (``str``), or ``None``.
+    payload : Payloads
+        The JSON text (``str``) of the identification for valid rows, ``None`` for the others:
+        ``plan.payload[i]``, ``plan.payload.tolist()``. On the Arrow path it is written when a
+        request is encoded (``payload.json_array(rows)``), not held row by row.
+    user_id, device_id : Ids
+        The row's ids as sent (``str``), or ``None``: ``plan.user_id[rows]`` gives them as an
+        object array; ``plan.user_id.codes`` numbers the distinct ids (-1 for none).
     idempotent : ndarray of bool
         False when the row holds ``$add``, ``$append`` or ``$prepend``.
     reason : ndarray of object
@@ -54,14 +58,15 @@ class Plan:
     order : ndarray of int64
         Positions of the valid rows in send order: grouped by lane, row order within a lane.
     nbytes : ndarray of int64
-        Length in UTF-8 bytes of each row's payload (0 for rows that are not valid).
+        Length in UTF-8 bytes of each row's payload (0 for rows that are not valid);
+        ``payload.nbytes``.
     """
 
     index: pd.Index
     state: np.ndarray
-    payload: np.ndarray
-    user_id: np.ndarray
-    device_id: np.ndarray
+    payload: Payloads
+    user_id: Ids
+    device_id: Ids
     idempotent: np.ndarray
     reason: np.ndarray
     problems: pd.DataFrame
@@ -75,31 +80,21 @@ class Plan:
         *,
         index: pd.Index,
         state: np.ndarray,
-        payload: np.ndarray,
-        user_id: np.ndarray,
-        device_id: np.ndarray,
+        payload: Payloads,
+        user_id: Ids,
+        device_id: Ids,
         idempotent: np.ndarray,
         reason: np.ndarray,
         problems: pd.DataFrame,
-        id_codes: tuple[np.ndarray | None, np.ndarray | None] | None = None,
-        nbytes: np.ndarray | None = None,
     ) -> Plan:
-        """Assemble a plan, deriving lanes, send order and sizes.
-
-        ``id_codes`` may pass codes of ``user_id``/``device_id`` already computed by the caller
-        (equal ids share a code, -1 where missing or not valid), to save factorizing twice.
-        ``nbytes`` may pass the payloads' UTF-8 lengths when the caller already knows them
-        (Arrow does, for free), to save a pass over a million strings.
-        """
+        """Assemble a plan, deriving lanes and the send order."""
         valid = state == VALID
-        lane = compute_lanes(user_id, device_id, valid, codes=id_codes)
+        lane = compute_lanes(user_id.codes, device_id.codes, valid)
         valid_pos = np.flatnonzero(valid)
         if len(valid_pos) == len(index):  # every row: positions are 0..n-1 already
             order = _stable_argsort(lane)
         else:
             order = valid_pos[_stable_argsort(lane[valid_pos])]
-        if nbytes is None:
-            nbytes = _utf8_lengths(payload, valid_pos, len(index))
         return cls(
             index=index,
             state=state,
@@ -111,7 +106,7 @@ class Plan:
             problems=problems,
             lane=lane,
             order=order,
-            nbytes=nbytes,
+            nbytes=payload.nbytes,
         )
 
     @classmethod
@@ -129,12 +124,14 @@ class Plan:
         """
         n = len(identifications)
         idx = pd.RangeIndex(n) if index is None else pd.Index(list(index))
-        payload = np.empty(n, dtype=object)
-        payload[:] = [
+        text = np.empty(n, dtype=object)
+        text[:] = [
             json.dumps(i, separators=(",", ":"), ensure_ascii=False) for i in identifications
         ]
-        user = np.array([i.get("user_id") for i in identifications] + [None], dtype=object)[:n]
-        device = np.array([i.get("device_id") for i in identifications] + [None], dtype=object)[:n]
+        user, device = (
+            Ids.from_strings(np.array([i.get(k) for i in identifications] + [None], dtype=object)[:n])
+            for k in ("user_id", "device_id")
+        )
         idem = np.array(
             [
                 not (NON_IDEMPOTENT_OPERATIONS & set((i.get("user_properties") or {}).keys()))
@@ -145,7 +142,7 @@ class Plan:
         return cls.from_parts(
             index=idx,
             state=np.zeros(n, dtype=np.int8),
-            payload=payload,
+            payload=TextPayloads(text),
             user_id=user,
             device_id=device,
             idempotent=idem,
@@ -162,19 +159,7 @@ class Plan:
 
     def identifications(self) -> list[dict[str, Any]]:
         """The valid rows' identifications as dicts, in row order, decoded from the exact bytes."""
-        return [json.loads(p) for p in self.payload[self.state == VALID]]
-
-
-def _utf8_lengths(payload: np.ndarray, valid_pos: np.ndarray, n: int) -> np.ndarray:
-    """UTF-8 length of each valid row's payload (0 elsewhere); ASCII text needs no encoding."""
-    nbytes = np.zeros(n, dtype=np.int64)
-    if len(valid_pos):
-        nbytes[valid_pos] = np.fromiter(
-            (len(p) if p.isascii() else len(p.encode()) for p in payload[valid_pos]),
-            dtype=np.int64,
-            count=len(valid_pos),
-        )
-    return nbytes
+        return [json.loads(p) for p in self.payload.texts(np.flatnonzero(self.state == VALID))]
 
 
 def _stable_argsort(keys: np.ndarray) -> np.ndarray:
@@ -223,23 +208,19 @@ def empty_problems() -> pd.DataFrame:
     )
 
 
-def compute_lanes(
-    user_id: np.ndarray,
-    device_id: np.ndarray,
-    mask: np.ndarray,
-    *,
-    codes: tuple[np.ndarray | None, np.ndarray | None] | None = None,
-) -> np.ndarray:
+def compute_lanes(user_codes: np.ndarray, device_codes: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Number the connected groups of rows that share a user id or a device id.
 
-    Rows outside ``mask`` get ``-1``. Lanes are numbered by first appearance, so sorting rows by
-    lane (stably) keeps each user's rows together and in row order.
+    ``user_codes`` and ``device_codes`` number the distinct ids (equal ids, equal codes; -1
+    where the row has none). Rows outside ``mask`` get ``-1``. Lanes are numbered by first
+    appearance, so sorting rows by lane (stably) keeps each user's rows together and in row
+    order.
 
     Examples
     --------
     >>> import numpy as np
-    >>> u = np.array(["alice", None, "bob", "alice"], dtype=object)
-    >>> d = np.array([None, "dev-1", "dev-1", None], dtype=object)
+    >>> u = np.array([0, -1, 1, 0])  # alice, -, bob, alice
+    >>> d = np.array([-1, 0, 0, -1])  # -, dev-1, dev-1, -
     >>> compute_lanes(u, d, np.ones(4, dtype=bool)).tolist()
     [0, 1, 1, 0]
     """
@@ -250,11 +231,7 @@ def compute_lanes(
         return lane
     # Every row, usually: a slice then takes views where positions would copy 8 MB arrays.
     pos: slice | np.ndarray = slice(None) if count == n else np.flatnonzero(mask)
-    given = codes or (None, None)
-    ucodes, dcodes = (
-        c[pos] if c is not None else pd.factorize(ids[pos], use_na_sentinel=True)[0]
-        for c, ids in zip(given, (user_id, device_id))
-    )
+    ucodes, dcodes = user_codes[pos], device_codes[pos]
     # One kind of id only: the id codes are the lanes, numbered by first appearance.
     for one, other in ((ucodes, dcodes), (dcodes, ucodes)):
         if (other < 0).all() and (one >= 0).all():

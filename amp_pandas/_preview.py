@@ -265,7 +265,9 @@ def operations_table(df: pd.DataFrame, spec: IdentifySpec) -> pd.DataFrame:
             return
         col = df.iloc[:, df.columns.get_loc(source)]
         non_null = int(col.notna().sum())
-        sample = col.dropna().head(200)
+        sample = col.iloc[:1000].dropna().head(200)  # not a copy of a million-row column
+        if sample.empty and non_null:
+            sample = col.dropna().head(200)
         try:
             uniq = list(pd.unique(sample))[:3]
         except TypeError:  # unhashable cells (lists, dicts)

@@ -43,7 +43,7 @@ import pandas as pd
 import requests
 
 from ._config import SendSettings, require_key
-from ._encode import body_overhead, chunk_rows, content_type, encode_body, new_boundary
+from ._encode import MAX_BODY_BYTES, body_overhead, chunk_rows, encode_request, new_boundary
 from ._plan import INVALID as PLAN_INVALID
 from ._plan import SKIPPED as PLAN_SKIPPED
 from ._plan import VALID, Plan
@@ -75,6 +75,9 @@ KEY_REJECTED = re.compile(
 KEY_REJECTED_REASON = "Amplitude rejected the API key"
 AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 _POLL = 0.05
+#: Rows resumed after a throttle pause wait up to this fraction of the pause (at most 1 s) for
+#: others resuming just after them, so that they go out in one request rather than several.
+RESUME_GATHER = 0.1
 _EXCERPT = 200
 
 
@@ -249,7 +252,6 @@ class _Sender:
         self.interrupted = False
         self.rng = random.Random()
         self.boundary = new_boundary()
-        self.content_type = content_type(self.boundary)
         self.requests_made = 0
         self.callback = callback
 
@@ -258,7 +260,9 @@ class _Sender:
         s = self.settings
         plan = self.plan
         overhead = body_overhead(len(self._key.encode()), len(self.boundary))
+        self._budget = MAX_BODY_BYTES - overhead
         chunks = chunk_rows(plan, batch_size=s.batch_size, overhead=overhead)
+        self._n_chunks = len(chunks)
         lane = plan.lane
         for i, rows in enumerate(chunks):
             deps = None
@@ -354,30 +358,102 @@ class _Sender:
         return True
 
     def _dispatch(self, executor: ThreadPoolExecutor, now: float) -> float:
-        """Start ready items while workers are free; return the next ``not_before`` ahead."""
+        """Start ready items while workers are free, lowest ``seq`` first; return the next
+        ``not_before`` ahead."""
         free = self.settings.max_workers - len(self.inflight)
         next_time = math.inf
         i = 0
-        held = self.held
-        while i < len(held):
-            item = held[i]
+        held, fresh = self.held, self.fresh
+        while free > 0 and (i < len(held) or fresh):
+            if i < len(held) and (not fresh or held[i].seq <= fresh[0].seq):
+                item = held[i]
+                if not self._ready(item, now):
+                    i += 1
+                    continue
+                if item.paused_ids:
+                    later = self._more_resuming_soon(item, now)
+                    if later is not None:  # wait a moment for them: one request, not several
+                        next_time = min(next_time, later)
+                        i += 1
+                        continue
+                del held[i]
+                if item.paused_ids:
+                    item = self._coalesce(item, now)
+            else:
+                item = fresh.popleft()
+                if not self._ready(item, now):
+                    at = bisect.bisect_right(held, item.seq, key=lambda it: it.seq)
+                    held.insert(at, item)
+                    i += at <= i
+                    continue
+            self._submit(executor, item)
+            free -= 1
+        for item in held:
             if item.not_before > now:
                 next_time = min(next_time, item.not_before)
-                i += 1
-            elif free > 0 and self._ready(item, now):
-                del held[i]
-                self._submit(executor, item)
-                free -= 1
-            else:
-                i += 1
-        while free > 0 and self.fresh:
-            item = self.fresh.popleft()
-            if self._ready(item, now):
-                self._submit(executor, item)
-                free -= 1
-            else:
-                bisect.insort(held, item, key=lambda it: it.seq)
         return next_time
+
+    def _more_resuming_soon(self, item: _Item, now: float) -> float | None:
+        """When ``item`` (resumed after a pause) should wait for others about to resume: the
+        time the next of them does, else None.
+
+        Waits at most ``RESUME_GATHER`` of the pause (and at most a second) past the item's own
+        pause, and only while the rows ready to resume do not fill a request already.
+        """
+        limit = item.not_before + min(RESUME_GATHER * self.settings.throttle_pause, 1.0)
+        if now >= limit:
+            return None
+        upcoming = math.inf
+        ready_rows = 0
+        for other in self.held:
+            if not other.paused_ids:
+                continue
+            if other.not_before <= now:
+                ready_rows += len(other.rows)
+            elif other.not_before <= limit:
+                upcoming = min(upcoming, other.not_before)
+        if upcoming == math.inf or ready_rows >= self.settings.batch_size:
+            return None
+        return upcoming
+
+    def _coalesce(self, item: _Item, now: float) -> _Item:
+        """Rows whose throttle pause is over go out together, as many as fit in one request.
+
+        A 429 pauses a few ids from each of many requests; resending each request's few rows
+        on their own would cost a round trip apiece. Only items resumed after a pause are
+        joined (never the halves of a split), and only items ready now whose lanes differ, so
+        per-lane order holds.
+        """
+        s = self.settings
+        size, nbytes = len(item.rows), int(self.plan.nbytes[item.rows].sum()) + len(item.rows)
+        if size >= s.batch_size:
+            return item
+        joined, lanes = [item], set(self.plan.lane[item.rows].tolist())
+        held, i = self.held, 0
+        while i < len(held) and size < s.batch_size:
+            other = held[i]
+            if other.paused_ids and other.not_before <= now and self._ready(other, now):
+                more = int(self.plan.nbytes[other.rows].sum()) + len(other.rows)
+                other_lanes = set(self.plan.lane[other.rows].tolist())
+                if (
+                    size + len(other.rows) <= s.batch_size
+                    and nbytes + more <= self._budget
+                    and lanes.isdisjoint(other_lanes)
+                ):
+                    del held[i]
+                    joined.append(other)
+                    size, nbytes = size + len(other.rows), nbytes + more
+                    lanes |= other_lanes
+                    continue
+            i += 1
+        if len(joined) == 1:
+            return item
+        return _Item(
+            np.concatenate([it.rows for it in joined]),
+            seq=item.seq,
+            retries=max(it.retries for it in joined),
+            attempt=max(it.attempt for it in joined),
+        )
 
     def _submit(self, executor: ThreadPoolExecutor, item: _Item) -> None:
         # Mark first: if Ctrl-C lands between these lines, the rows count as sent and end
@@ -389,12 +465,12 @@ class _Sender:
 
     def _request(self, rows: np.ndarray) -> tuple[Outcome, int]:
         """Runs in a worker: encode one body, POST it. Touches no shared state."""
-        body = encode_body(self._key, self.plan.payload[rows].tolist(), self.boundary)
+        body, kind = encode_request(self._key, self.plan.payload.json_array(rows), self.boundary)
         outcome = post(
             self.session,
             self.settings.endpoint,
             body,
-            content_type=self.content_type,
+            content_type=kind,
             timeout=self.settings.timeout,
             verify=self.verify,
         )
@@ -405,6 +481,7 @@ class _Sender:
         parent: _Item,
         rows: np.ndarray,
         *,
+        seq: float | None = None,
         not_before: float = 0.0,
         deps: np.ndarray | None = None,
         retries: int | None = None,
@@ -412,7 +489,7 @@ class _Sender:
     ) -> None:
         item = _Item(
             rows,
-            seq=parent.seq,
+            seq=parent.seq if seq is None else seq,
             not_before=not_before,
             deps=deps,
             retries=parent.retries if retries is None else retries,
@@ -595,9 +672,11 @@ class _Sender:
         others = rows[~paused_mask]
         if len(others):
             # A 429 applies none of the request: Amplitude's own SDKs resend the rows whose
-            # ids were not throttled straight away, so do we (they were not applied).
+            # ids were not throttled, so do we (they were not applied) -- after the requests
+            # not sent yet, so that every throttled id is found, and its pause runs, as early as
+            # possible: the pauses then overlap the rest of the send instead of following it.
             self.error[others] = None
-            self._requeue(item, others)
+            self._requeue(item, others, seq=item.seq + self._n_chunks)
         paused = rows[paused_mask]
         first = self.throttled_since[paused]
         first = np.where(np.isnan(first), now, first)

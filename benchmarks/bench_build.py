@@ -1,8 +1,9 @@
 """Build + encode, no network: from the frame to every request body, four ways.
 
 - **amp_pandas**: ``df.amplitude.identify(..., dry_run=True)`` (build and check every row), then
-  ``chunk_rows`` over ``preview.plan`` and ``encode_body`` for every request, exactly as the
-  sender does before posting.
+  ``chunk_rows`` over ``preview.plan``, then ``plan.payload.json_array`` (the request's JSON
+  text, written from the converted columns) and ``encode_body`` for every request, exactly as
+  the sender does before posting.
 - **iterrows loop**: a dict per row, ``json.dumps`` per batch of 1000 (no form encoding: the
   cheapest thing a hand-written loop could post).
 - **official SDK**: ``Identify().set(...).set_once(...).add(...).post_insert(...)`` and
@@ -44,7 +45,7 @@ def amp_pandas_bodies(df: Any) -> int:
     boundary = new_boundary()
     total = 0
     for rows in chunk_rows(plan, batch_size=BATCH_SIZE, overhead=body_overhead(len(API_KEY))):
-        total += len(encode_body(API_KEY, plan.payload[rows].tolist(), boundary))
+        total += len(encode_body(API_KEY, plan.payload.json_array(rows), boundary))
     return total
 
 

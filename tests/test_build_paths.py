@@ -52,26 +52,33 @@ def build(df: pd.DataFrame, *, use_arrow: bool, **mapping: Any) -> Plan:
 
 def assert_same_plan(a: Plan, b: Plan) -> None:
     """Everything the sender and the preview read, compared exactly."""
-    assert a.payload.dtype == b.payload.dtype == object
     assert a.payload.tolist() == b.payload.tolist()
     assert [type(p) for p in a.payload] == [type(p) for p in b.payload]
+    # what the sender posts: the JSON array of the rows of a request, in send order
+    assert a.payload.json_array(a.order) == b.payload.json_array(b.order)
     assert a.state.dtype == b.state.dtype and a.state.tolist() == b.state.tolist()
     assert a.nbytes.dtype == b.nbytes.dtype == np.int64
     assert a.nbytes.tolist() == b.nbytes.tolist()
     pd.testing.assert_frame_equal(a.problems, b.problems)
-    for name in ("user_id", "device_id", "reason", "idempotent", "lane", "order"):
+    for name in ("user_id", "device_id"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.tolist() == y.tolist(), name
+        assert x.codes.tolist() == y.codes.tolist(), name
+    for name in ("reason", "idempotent", "lane", "order"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype, name
         assert x.tolist() == y.tolist(), name
     # the contract itself, on both
     for plan in (a, b):
         valid = plan.state == VALID
-        assert all(isinstance(p, str) for p in plan.payload[valid])
-        assert all(p is None for p in plan.payload[~valid])
-        sizes = [len(p.encode()) if p is not None else 0 for p in plan.payload]
+        texts = plan.payload.tolist()
+        assert all(isinstance(p, str) for p in np.array(texts, dtype=object)[valid])
+        assert all(p is None for p in np.array(texts, dtype=object)[~valid])
+        sizes = [len(p.encode()) if p is not None else 0 for p in texts]
         assert plan.nbytes.tolist() == sizes
-        for p in plan.payload[valid]:
-            json.loads(p)
+        rows = np.flatnonzero(valid)
+        assert json.loads(plan.payload.json_array(rows)) == [json.loads(texts[r]) for r in rows]
+        assert [plan.payload[r] for r in range(len(plan))] == texts
 
 
 def both(df: pd.DataFrame, **mapping: Any) -> Plan | None:

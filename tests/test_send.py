@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from amp_pandas._config import SendSettings, resolve_settings
+from amp_pandas._payloads import Ids, TextPayloads
 from amp_pandas._plan import INVALID, SKIPPED, VALID, Plan, empty_problems
 from amp_pandas._send import send_plan
 from amp_pandas.errors import MissingApiKeyError, RowsNotSucceededWarning
@@ -206,6 +207,48 @@ def test_throttled_ids_pause_while_the_others_finish(sb: Sandbox) -> None:
     assert throttled_requests and not any(r.applied for r in throttled_requests)
 
 
+def test_rows_resumed_after_a_pause_go_out_together(sb: Sandbox) -> None:
+    """Ids throttled in many requests resume in as few requests as fit, not one apiece."""
+    users = [f"user-{i:04d}" for i in range(400)]
+    hot = list(range(7, 400, 20))  # one throttled id in each request of 20
+    for i in hot:
+        sb.throttle(user_ids=[users[i]], requests=1)
+    ids = [{"user_id": u, "user_properties": {"$set": {"row": i}}} for i, u in enumerate(users)]
+    result = send_plan(
+        Plan.from_identifications(ids),
+        settings(sb, batch_size=20, max_workers=2, throttle_pause=1.0),
+    )
+
+    assert (result.status == "success").all()
+    assert result.attempts[hot].tolist() == [2] * len(hot)
+    assert sorted(applied_rows(sb)) == list(range(400))
+    resumed = [
+        r for r in sb.requests
+        if r.status == 200 and {i["user_id"] for i in r.identifications} & {users[i] for i in hot}
+    ]
+    # 20 hot rows, paused by 20 different 429s, come back in a few requests, not 20: those
+    # resuming within 0.1 s (RESUME_GATHER of the pause) of each other go together
+    assert 1 <= len(resumed) <= 5
+    assert sum(r.count for r in resumed) == len(hot)
+    assert len(sb.requests) == 20 + 20 + len(resumed)  # originals, their resent others, resumed
+
+
+def test_coalesced_rows_respect_the_batch_size_and_lane_order(sb: Sandbox) -> None:
+    """A hot user's rows stay in row order across pauses, and no request exceeds batch_size."""
+    users = [f"user-{i % 40:03d}" for i in range(240)]  # every user in 6 requests of 40
+    sb.throttle(user_ids=["user-003", "user-017", "user-029"], requests=4)
+    ids = [{"user_id": u, "user_properties": {"$append": {"row": i}}} for i, u in enumerate(users)]
+    result = send_plan(
+        Plan.from_identifications(ids),
+        settings(sb, batch_size=8, max_workers=3, throttle_pause=0.05),
+    )
+
+    assert (result.status == "success").all()
+    assert max(r.count for r in sb.requests) <= 8
+    for u in ("user-003", "user-017", "user-029", "user-000"):
+        assert sb.profile(u)["row"] == [i for i, x in enumerate(users) if x == u]
+
+
 def test_throttle_budget_ends_rows_throttled(sb: Sandbox) -> None:
     sb.throttle(user_ids=["user-hot"])  # until cleared
     users = ["user-hot" if i % 5 == 0 else f"user-{i:03d}" for i in range(50)]
@@ -385,14 +428,14 @@ def test_missing_key_raises_before_any_request(sb: Sandbox, monkeypatch) -> None
 
 def test_invalid_and_skipped_rows_keep_their_reasons(sb: Sandbox) -> None:
     payload = np.array(
-        [b'{"user_id":"user-001","user_properties":{"$set":{"a":1}}}', None, None], dtype=object
+        ['{"user_id":"user-001","user_properties":{"$set":{"a":1}}}', None, None], dtype=object
     )
     plan = Plan.from_parts(
         index=pd.Index(["x", "y", "z"]),
         state=np.array([VALID, INVALID, SKIPPED], dtype=np.int8),
-        payload=payload,
-        user_id=np.array(["user-001", "null", "user-003"], dtype=object),
-        device_id=np.full(3, None, dtype=object),
+        payload=TextPayloads(payload),
+        user_id=Ids.from_strings(np.array(["user-001", None, None], dtype=object)),
+        device_id=Ids.none(3),
         idempotent=np.ones(3, dtype=bool),
         reason=np.array(
             [None, "user_id: 'null' is not a valid id", "nothing to send"], dtype=object
