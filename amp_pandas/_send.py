@@ -280,6 +280,13 @@ class _Sender:
             # TLS verification is never turned off: a key must not travel to an unverified host.
             log.warning("The session has verify=False; amp_pandas sends with TLS verification on.")
             self.verify = True
+        self.proxies: dict[str, str] | None = None
+        if own_session:
+            # What the environment says (proxy variables, REQUESTS_CA_BUNDLE), read once per
+            # send: requests would re-read it on every POST (~0.3 ms each, 0.3 µs per row).
+            env = self.session.merge_environment_settings(s.endpoint, {}, None, self.verify, None)
+            self.proxies, self.verify = env["proxies"], env["verify"]
+            self.session.trust_env = False
         executor = (
             ThreadPoolExecutor(max_workers=s.max_workers, thread_name_prefix="amp_pandas-send")
             if chunks
@@ -473,6 +480,7 @@ class _Sender:
             content_type=kind,
             timeout=self.settings.timeout,
             verify=self.verify,
+            proxies=self.proxies,
         )
         return outcome, len(body)
 

@@ -77,11 +77,12 @@ def post(
     content_type: str,
     timeout: float,
     verify: Any = True,
+    proxies: dict[str, str] | None = None,
 ) -> Outcome:
     """POST ``body`` to ``url`` and say what happened; never raises for network problems.
 
     Redirects are not followed: following a 307 would re-post the body (and its key) to a
-    place nobody chose.
+    place nobody chose. ``proxies`` as in ``requests`` (None: the session's own settings).
     """
     start = time.monotonic()
     try:
@@ -91,6 +92,7 @@ def post(
             headers={"Content-Type": content_type},
             timeout=timeout,
             verify=verify,
+            proxies=proxies,
             allow_redirects=False,
         )
     except requests.exceptions.RequestException as exc:

@@ -264,6 +264,47 @@ def test_a_custom_ca_bundle_is_kept(sb: Sandbox, sent: Recorder, tmp_path: Path)
     session.close()
 
 
+# ------------------------------------------------------------------------------- environment
+@pytest.mark.timeout(30)
+def test_proxy_variables_are_honoured_and_read_once_per_send(
+    sb: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """amp_pandas' own session reads the environment once per send, not once per request,
+    and still goes through the proxy it names."""
+    reads: list[str] = []
+    real = requests.utils.get_environ_proxies
+
+    def counting(url: str, no_proxy: Any = None) -> dict[str, str]:
+        reads.append(url)
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counting)
+    with Sandbox(api_key=KEY) as proxy:  # stands in for the proxy: records what it receives
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        with pytest.warns(RowsNotSucceededWarning):  # it is no proxy: it answers 404
+            frame().amplitude.identify(**MAPPING, api_key=KEY, server_url=sb.url,
+                                       progress=False, batch_size=5)
+        # the proxy got the four requests, in the absolute form a proxy gets; the server none
+        assert [r.path for r in proxy.requests] == [sb.url] * 4
+        assert not sb.requests
+    assert len(reads) == 1
+
+
+@pytest.mark.timeout(30)
+def test_a_ca_bundle_named_by_the_environment_is_used(
+    sb: Sandbox, sent: Recorder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "corporate-ca.pem"
+    bundle.write_text("")  # never read: the sandbox is plain http
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    frame().amplitude.identify(**MAPPING, api_key=KEY, server_url=sb.url, progress=False,
+                               batch_size=5)
+    assert len(sent.calls) == 4
+    assert all(kwargs.get("verify") == str(bundle) for _, kwargs in sent.calls)
+
+
 @pytest.fixture
 def self_signed_server(tmp_path: Path) -> Iterator[tuple[str, list[bytes]]]:
     """An https:// server on 127.0.0.1 with a self-signed certificate; what it received."""
