@@ -239,8 +239,10 @@ class ProfileStore:
     def apply_many(self, identifications: Iterable[dict[str, Any]]) -> None:
         """Apply validated identifications in order, as the module docstring describes.
 
-        This is the sandbox's hot path: one loop with locals cached, ``$set`` and ``$add``
-        inlined (they must stay identical to :func:`_set` and :func:`_add`).
+        This is the sandbox's hot path: one loop with locals cached, ``$set``, ``$setOnce``,
+        ``$add`` and ``$postInsert`` of a string inlined (they must stay identical to
+        :func:`_set`, :func:`_set_once`, :func:`_add` and :func:`_post_insert`;
+        ``tests/test_sandbox_profiles.py`` compares them).
 
         Examples
         --------
@@ -305,6 +307,28 @@ class ProfileStore:
                                 props[name] = current + value
                             else:
                                 props[name] = value
+                    elif operation == "$setOnce":  # an inlined copy of _set_once
+                        for name, value in body.items():
+                            if value is not None and name not in props:
+                                if type(value) is str and len(value) > longest:
+                                    value = value[:longest]
+                                props[name] = value
+                    elif operation == "$postInsert":
+                        for name, value in body.items():
+                            if type(value) is not str:
+                                _post_insert(props, {name: value})
+                                continue
+                            # _post_insert for one string, inlined: for a str, ``in`` is
+                            # _contains (no other JSON value equals a string)
+                            if len(value) > longest:
+                                value = value[:longest]
+                            current = props.get(name)
+                            if current is None:
+                                props[name] = [value]
+                            elif type(current) is not list:
+                                props[name] = [current] if current == value else [current, value]
+                            elif value not in current:
+                                props[name] = current + [value]  # never in place
                     elif operation[:1] == "$":
                         operations[operation](props, body)
                     else:  # a flat object: a $set of the whole object

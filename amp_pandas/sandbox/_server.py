@@ -325,6 +325,7 @@ class Sandbox:
             max_identifications=max_identifications,
         )
         self._lock = threading.Lock()
+        self._serial = threading.Lock()  # parsing and applying: one request at a time
         self._control = threading.Lock()
         self._store = ProfileStore()
         self._records: list[RequestRecord] = []
@@ -717,7 +718,11 @@ class Sandbox:
         if faults.roll("rate_503"):
             self._error(handler, record, 503, "service unavailable (injected fault)")
             return
-        with _gc_paused():
+        # One request at a time from here on, in arrival order. Under the GIL, requests parsed
+        # side by side only interleave: each finishes as late as the last, the next ones arrive
+        # together again, and the added latency never overlaps the work (measured: ~30k/s at
+        # 100 ms against ~45k/s one at a time). No fault sleeps past this point.
+        with self._serial, _gc_paused():
             if path == IDENTIFY_PATH:
                 self._identify(handler, method, query, body, content_type, record)
             else:
