@@ -17,14 +17,15 @@ Both write exactly the same bytes (``tests/test_build_paths.py`` compares them r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["Payloads", "TextPayloads", "ArrowPayloads", "Ids"]
+__all__ = ["ArrowPayloads", "Ids", "Payloads", "TextPayloads"]
 
 
 class Payloads:
@@ -159,12 +160,13 @@ class ArrowPayloads(Payloads):
         from ._convert import arrow_literal
 
         n = len(rows)
-        if n and rows[-1] - rows[0] == n - 1 and (n == 1 or bool((np.diff(rows) == 1).all())):
-            pick: Callable[[pa.Array], pa.Array] = lambda a: a.slice(int(rows[0]), n)  # noqa: E731
-        else:
-            index = pa.array(rows)
-            pick = lambda a: a.take(index)  # noqa: E731
-        args = [p if isinstance(p, pa.Scalar) else pick(p) for p in self._pieces]
+        start = int(rows[0]) if n else 0
+        contiguous = n > 0 and rows[-1] - start == n - 1 and bool((np.diff(rows) == 1).all())
+        index = None if contiguous else pa.array(rows)
+        args = [
+            p if isinstance(p, pa.Scalar) else p.slice(start, n) if index is None else p.take(index)
+            for p in self._pieces
+        ]
         args.append(arrow_literal(close))
         if not any(isinstance(a, pa.Array) for a in args):
             return pa.repeat(pc.binary_join_element_wise(*args, arrow_literal("")), n)

@@ -444,8 +444,8 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
                     f"the interpreter with its imports, vs {limit / MB:,.0f} MB (frame "
                     f"{mem['frame_bytes'] / MB:,.0f} MB + 300 MB); {mem['peak_rss'] / MB:,.0f} MB "
                     "in all",
-                    verdict(above <= limit) + " (counted above the imports; "
-                    + ("also" if mem["peak_rss"] <= limit else "not") + " counting them)"])
+                    verdict(above <= limit) + " counted above the imports; "
+                    + verdict(mem["peak_rss"] <= limit) + " counting them"])
     else:
         out.append(["peak RSS ≤ frame + 300 MB", "", verdict(None)])
 
