@@ -514,3 +514,18 @@ def test_rows_that_may_have_been_applied_never_end_failed(sb: Sandbox) -> None:
     )
     assert [r.status for r in sb.requests] == [500, 503, 503]
     assert (sb.applied_counts() == 1).all()
+
+
+# ---------------------------------------------------------------- request bodies
+def test_a_boundary_found_in_the_body_is_replaced_in_body_and_header_alike() -> None:
+    from amp_pandas._encode import encode_request
+    from amp_pandas.sandbox._parse import parse_multipart
+
+    array = b'[{"user_id":"user-b0undary-1","user_properties":{"$set":{"a":1}}}]'
+    body, kind = encode_request(KEY, array, b"b0undary")
+    assert kind.startswith("multipart/form-data; boundary=") and "b0undary" not in kind
+    boundary = kind.split("boundary=", 1)[1].encode()
+    assert body.startswith(b"--" + boundary + b"\r\n")
+    assert body.endswith(b"--" + boundary + b"--\r\n")
+    params, problem = parse_multipart(body, kind)  # what a server makes of it
+    assert problem is None and params == {"api_key": KEY, "identification": array.decode()}
