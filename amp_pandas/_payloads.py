@@ -53,8 +53,17 @@ class Payloads:
     def has_text(self, position: int) -> bool:
         return bool(self.nbytes[position])
 
-    def __getitem__(self, position: int) -> str | None:
-        position = int(position)
+    def __getitem__(self, key: Any) -> Any:
+        """One row's text (``payloads[i]``), or an object array of texts for positions, a
+        slice or a boolean mask (``payloads[rows]``), None where the row is not sent."""
+        if not isinstance(key, (int, np.integer)):
+            positions = np.arange(len(self))[key]
+            out = np.full(len(positions), None, dtype=object)
+            sent = self.nbytes[positions] > 0
+            if sent.any():
+                out[sent] = self.texts(positions[sent])
+            return out
+        position = int(key)
         if position < 0:
             position += len(self)
         if not 0 <= position < len(self):
@@ -76,7 +85,8 @@ class Payloads:
 
     def __repr__(self) -> str:
         sent = int(np.count_nonzero(self.nbytes))
-        return f"<{type(self).__name__}: {sent:,} of {len(self):,} rows, {int(self.nbytes.sum()):,} bytes>"
+        size = int(self.nbytes.sum())
+        return f"<{type(self).__name__}: {sent:,} of {len(self):,} rows, {size:,} bytes>"
 
 
 class TextPayloads(Payloads):
@@ -147,7 +157,9 @@ class ArrowPayloads(Payloads):
         if not fast.any():
             return self._slow(rows, close)
         fast_at, slow_at = np.flatnonzero(fast), np.flatnonzero(~fast)
-        both = pa.concat_arrays([self._fast(rows[fast_at], close), self._slow(rows[slow_at], close)])
+        both = pa.concat_arrays(
+            [self._fast(rows[fast_at], close), self._slow(rows[slow_at], close)]
+        )
         back = np.empty(len(rows), dtype=np.int64)
         back[fast_at] = np.arange(len(fast_at))
         back[slow_at] = np.arange(len(fast_at), len(rows))

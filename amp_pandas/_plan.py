@@ -41,8 +41,9 @@ class Plan:
         ``VALID``, ``INVALID`` or ``SKIPPED`` per row.
     payload : Payloads
         The JSON text (``str``) of the identification for valid rows, ``None`` for the others:
-        ``plan.payload[i]``, ``plan.payload.tolist()``. On the Arrow path it is written when a
-        request is encoded (``payload.json_array(rows)``), not held row by row.
+        ``plan.payload[i]``, ``plan.payload[rows]`` (an object array), ``plan.payload.tolist()``.
+        On the Arrow path it is written when a request is encoded (``payload.json_array(rows)``),
+        not held row by row.
     user_id, device_id : Ids
         The row's ids as sent (``str``), or ``None``: ``plan.user_id[rows]`` gives them as an
         object array; ``plan.user_id.codes`` numbers the distinct ids (-1 for none).
@@ -129,7 +130,9 @@ class Plan:
             json.dumps(i, separators=(",", ":"), ensure_ascii=False) for i in identifications
         ]
         user, device = (
-            Ids.from_strings(np.array([i.get(k) for i in identifications] + [None], dtype=object)[:n])
+            Ids.from_strings(
+                np.array([i.get(k) for i in identifications] + [None], dtype=object)[:n]
+            )
             for k in ("user_id", "device_id")
         )
         idem = np.array(

@@ -79,6 +79,8 @@ def assert_same_plan(a: Plan, b: Plan) -> None:
         rows = np.flatnonzero(valid)
         assert json.loads(plan.payload.json_array(rows)) == [json.loads(texts[r]) for r in rows]
         assert [plan.payload[r] for r in range(len(plan))] == texts
+        assert plan.payload[valid].tolist() == [t for t in texts if t is not None]
+        assert plan.payload[::-1].tolist() == texts[::-1]
 
 
 def both(df: pd.DataFrame, **mapping: Any) -> Plan | None:
