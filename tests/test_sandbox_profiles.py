@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from amp_pandas.sandbox._profiles import _OPERATIONS, _RANK, ProfileStore
+from amp_pandas.sandbox._profiles import _OPERATIONS, _RANK, ProfileStore, _thaw
 
 USERS = st.sampled_from(["user-1", "user-2", "user-3"])
 NAMES = st.sampled_from(["a", "tags"])
@@ -50,12 +50,15 @@ def test_apply_many_matches_the_operation_functions(identifications: list[dict[s
     sent = copy.deepcopy(identifications)
     store = ProfileStore()
     store.apply_many(identifications)
-    expected = reference(copy.deepcopy(identifications))
-    assert store.profiles == expected
+    stored = reference(copy.deepcopy(sent))
+    assert store.profiles == stored  # stored alike, tuples included
+    expected = {user: _thaw(props) for user, props in stored.items()}
+    assert store.snapshot() == expected
     # the same types too (True is not 1), and what was sent is left as it was
+    snapshot = store.snapshot()
     for user, props in expected.items():
         for name, value in props.items():
-            assert type(store.profiles[user][name]) is type(value)
+            assert type(snapshot[user][name]) is type(value)
             if isinstance(value, list):
-                assert [type(v) for v in store.profiles[user][name]] == [type(v) for v in value]
-    assert identifications == sent
+                assert [type(v) for v in snapshot[user][name]] == [type(v) for v in value]
+    assert identifications == sent  # what was sent is left as it was

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import gc
 import hmac
 import json
@@ -594,7 +593,7 @@ class Sandbox:
         {}
         """
         with self._lock:
-            return copy.deepcopy(self._store.profiles.get(key, {}))
+            return self._store.profile(key)
 
     def profiles(self) -> pd.DataFrame:
         """Every profile: index ``id`` (profile key, sorted), one column per property (sorted).
@@ -609,7 +608,7 @@ class Sandbox:
         import pandas as pd
 
         with self._lock:
-            snapshot = copy.deepcopy(self._store.profiles)
+            snapshot = self._store.snapshot()
         keys = sorted(snapshot)
         columns = sorted({name for props in snapshot.values() for name in props})
         index = pd.Index(keys, name="id", dtype=object)
