@@ -59,8 +59,8 @@ class Plan:
     order : ndarray of int64
         Positions of the valid rows in send order: grouped by lane, row order within a lane.
     nbytes : ndarray of int64
-        Length in UTF-8 bytes of each row's payload (0 for rows that are not valid);
-        ``payload.nbytes``.
+        Length in UTF-8 bytes of each row's payload (0 for rows that are not valid): the
+        payloads' own ``payload.nbytes``.
     """
 
     index: pd.Index
@@ -73,7 +73,6 @@ class Plan:
     problems: pd.DataFrame
     lane: np.ndarray = field(repr=False)
     order: np.ndarray = field(repr=False)
-    nbytes: np.ndarray = field(repr=False)
 
     @classmethod
     def from_parts(
@@ -107,7 +106,6 @@ class Plan:
             problems=problems,
             lane=lane,
             order=order,
-            nbytes=payload.nbytes,
         )
 
     @classmethod
@@ -155,6 +153,10 @@ class Plan:
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def nbytes(self) -> np.ndarray:
+        return self.payload.nbytes
 
     @property
     def n_valid(self) -> int:
