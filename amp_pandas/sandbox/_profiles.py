@@ -325,18 +325,21 @@ class ProfileStore:
                             break
                         previous = order
                 for operation, body in items:
-                    # $set and $add, the common operations, are inlined copies of _set and
-                    # _add (a call per identification costs throughput); keep them in step.
-                    if operation == "$set":
+                    # The common operations are inlined copies of _set, _set_once, _add and
+                    # _post_insert (a call per identification costs throughput); keep them in
+                    # step (tests/test_sandbox_profiles.py compares them).
+                    if operation == "$set" or operation == "$setOnce":
+                        once = operation == "$setOnce"
                         for name, value in body.items():
-                            if value is not None:
-                                kind = type(value)
-                                if kind is str:
-                                    if len(value) > longest:
-                                        value = value[:longest]
-                                elif kind is list or kind is dict:
-                                    value = freeze(value)
-                                props[name] = value
+                            if value is None or (once and name in props):
+                                continue
+                            kind = type(value)
+                            if kind is str:
+                                if len(value) > longest:
+                                    value = value[:longest]
+                            elif kind is list or kind is dict:
+                                value = freeze(value)
+                            props[name] = value
                     elif operation == "$add":
                         for name, value in body.items():
                             current = props.get(name)
@@ -344,16 +347,6 @@ class ProfileStore:
                             if kind is int or kind is float:
                                 props[name] = current + value
                             else:
-                                props[name] = value
-                    elif operation == "$setOnce":  # an inlined copy of _set_once
-                        for name, value in body.items():
-                            if value is not None and name not in props:
-                                kind = type(value)
-                                if kind is str:
-                                    if len(value) > longest:
-                                        value = value[:longest]
-                                elif kind is list or kind is dict:
-                                    value = freeze(value)
                                 props[name] = value
                     elif operation == "$postInsert":
                         for name, value in body.items():
