@@ -14,7 +14,8 @@ from __future__ import annotations
 from . import errors
 from ._accessor import AmplitudeAccessor
 from ._preview import IdentifyPreview
-from ._spec import FIELDS, literal
+from ._amplitude import FIELDS
+from ._spec import literal
 
 __all__ = ["AmplitudeAccessor", "IdentifyPreview", "FIELDS", "errors", "literal", "__version__"]
 

@@ -24,27 +24,22 @@ import pandas as pd
 
 from . import _convert as conv
 from ._payloads import ArrowPayloads, Ids, TextPayloads
-from ._plan import INVALID, NON_IDEMPOTENT_OPERATIONS, SKIPPED, VALID, Plan, empty_problems
+from ._amplitude import (
+    MAX_GROUPS,
+    MAX_ID_LENGTH,
+    MAX_UPDATES_PER_HOUR,
+    MIN_ID_LENGTH,
+    NON_IDEMPOTENT_OPERATIONS,
+    REJECTED_IDS,
+)
+from ._plan import INVALID, SKIPPED, VALID, Plan, empty_problems
 from ._spec import IdentifySpec, Literal, Slot
 
 if TYPE_CHECKING:  # pyarrow is optional: imported at run time only on the Arrow path
     import pyarrow as pa
 
-__all__ = ["build_plan", "REJECTED_IDS", "MAX_UPDATES_PER_HOUR"]
+__all__ = ["build_plan"]
 
-#: Ids Amplitude rejects (compared case-insensitively: Amplitude does not say whether the list is
-#: case-sensitive, so the safe reading rejects every casing before it can cost a 400).
-REJECTED_IDS = frozenset(
-    {
-        "anonymous", "nil", "none", "null", "n/a", "na", "undefined", "unknown", "",
-        "00000000-0000-0000-0000-000000000000", "{}", "lmy47d", "0", "-1",
-    }
-)
-MIN_ID_LENGTH = 5
-MAX_ID_LENGTH = 1024
-MAX_GROUPS = 10
-#: Amplitude silently drops user-property updates past this many per user per hour.
-MAX_UPDATES_PER_HOUR = 1800
 
 
 @contextmanager

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ._encode import MAX_BATCH_SIZE
+from ._amplitude import ENDPOINTS
+from ._amplitude import MAX_IDENTIFICATIONS as MAX_BATCH_SIZE
 from .errors import ConfigurationError, InsecureEndpointError, MissingApiKeyError
 
 __all__ = [
@@ -32,9 +33,9 @@ __all__ = [
     "resolve_settings",
 ]
 
-STANDARD_URL = "https://api2.amplitude.com/identify"
-EU_URL = "https://api.eu.amplitude.com/identify"
-REGIONS = {"standard": STANDARD_URL, "eu": EU_URL}
+STANDARD_URL = ENDPOINTS["standard"]
+EU_URL = ENDPOINTS["eu"]
+REGIONS = ENDPOINTS
 API_KEY_ENV = "AMPLITUDE_API_KEY"
 
 _MASK = "••••"

@@ -37,6 +37,8 @@ import pandas as pd
 if TYPE_CHECKING:  # pyarrow is optional: imported at run time only inside the Arrow helpers
     import pyarrow as pa
 
+from ._amplitude import MAX_STRING_LENGTH, MAX_USER_PROPERTIES_DEPTH
+
 __all__ = [
     "Converted",
     "BadValue",
@@ -55,8 +57,11 @@ __all__ = [
 ]
 
 #: Amplitude limits ``user_properties`` to 40 levels; ``{"$set": {"p": value}}`` uses two.
-MAX_VALUE_DEPTH = 38
-LONG_STRING = 1024
+MAX_VALUE_DEPTH = MAX_USER_PROPERTIES_DEPTH - 2
+LONG_STRING = MAX_STRING_LENGTH
+_TOO_DEEP = (
+    f"nesting deeper than {MAX_VALUE_DEPTH} levels; Amplitude allows {MAX_USER_PROPERTIES_DEPTH}"
+)
 
 
 class BadValue(Exception):
@@ -616,7 +621,7 @@ def json_text(value: Any, depth: int = 0) -> str:
         return '"' + value.isoformat() + '"'
     if isinstance(value, (list, tuple, set, frozenset, np.ndarray, pd.Series, pd.Index)):
         if depth >= MAX_VALUE_DEPTH:
-            raise BadValue(f"nesting deeper than {MAX_VALUE_DEPTH} levels; Amplitude allows 40")
+            raise BadValue(_TOO_DEEP)
         items: Any = value
         if isinstance(value, (set, frozenset)):
             try:
@@ -628,7 +633,7 @@ def json_text(value: Any, depth: int = 0) -> str:
         return "[" + ",".join([json_text(v, depth + 1) for v in items]) + "]"
     if isinstance(value, dict):
         if depth >= MAX_VALUE_DEPTH:
-            raise BadValue(f"nesting deeper than {MAX_VALUE_DEPTH} levels; Amplitude allows 40")
+            raise BadValue(_TOO_DEEP)
         parts = []
         for k, v in value.items():
             if isinstance(k, bool) or not isinstance(k, (str, int, float, np.integer)):
@@ -660,7 +665,7 @@ def _walk(values: np.ndarray, fn: Callable[[Any], str | None]) -> Converted:
             continue
         except RecursionError:
             bad_pos.append(i)
-            bad_reason.append(f"nesting deeper than {MAX_VALUE_DEPTH} levels; Amplitude allows 40")
+            bad_reason.append(_TOO_DEEP)
             continue
         text[i] = t
         if isinstance(v, str) and len(v) > LONG_STRING:

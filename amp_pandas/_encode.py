@@ -14,6 +14,9 @@ import numpy as np
 
 from ._plan import Plan
 
+from ._amplitude import MAX_BODY_BYTES as AMPLITUDE_MAX_BODY_BYTES
+from ._amplitude import MAX_IDENTIFICATIONS
+
 __all__ = [
     "MAX_BATCH_SIZE",
     "DEFAULT_BATCH_SIZE",
@@ -24,11 +27,10 @@ __all__ = [
     "body_overhead",
 ]
 
-#: Amplitude answers 413 at 2000 identifications per request (HTTP V2 rule, applied by reference).
-MAX_BATCH_SIZE = 2000
+MAX_BATCH_SIZE = MAX_IDENTIFICATIONS
 DEFAULT_BATCH_SIZE = 1000
 #: Amplitude answers 413 at 1 MB of body; stay safely under it.
-MAX_BODY_BYTES = 1_000_000 - 4_096
+MAX_BODY_BYTES = AMPLITUDE_MAX_BODY_BYTES - 4_096
 
 _PART = b'--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n'
 

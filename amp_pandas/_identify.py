@@ -10,7 +10,8 @@ import requests
 from ._build import build_plan
 from ._config import resolve_settings
 from ._preview import IdentifyPreview, operations_table
-from ._spec import OPERATIONS, parse_mapping
+from ._amplitude import OPERATIONS
+from ._spec import parse_mapping
 
 __all__ = ["identify"]
 

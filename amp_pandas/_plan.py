@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ._amplitude import NON_IDEMPOTENT_OPERATIONS
 from ._payloads import Ids, Payloads, TextPayloads
 
 __all__ = ["Plan", "VALID", "INVALID", "SKIPPED", "compute_lanes"]
@@ -26,7 +27,6 @@ SKIPPED: int = 2
 STATE_NAMES = {VALID: "valid", INVALID: "invalid", SKIPPED: "skipped"}
 
 #: Operations that change the profile again when applied twice.
-NON_IDEMPOTENT_OPERATIONS = frozenset({"$add", "$append", "$prepend"})
 
 
 @dataclass(frozen=True, eq=False)

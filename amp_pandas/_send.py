@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import random
-import re
 import signal
 import sys
 import threading
@@ -42,6 +41,7 @@ import numpy as np
 import pandas as pd
 import requests
 
+from ._amplitude import AMBIGUOUS_STATUSES, KEY_REJECTED
 from ._config import SendSettings, require_key
 from ._encode import MAX_BODY_BYTES, body_overhead, chunk_rows, encode_request, new_boundary
 from ._plan import INVALID as PLAN_INVALID
@@ -68,12 +68,7 @@ __all__ = ["send_plan"]
 
 log = logging.getLogger("amp_pandas")
 
-#: A 400 (or 401/403) whose body says this means the key is wrong: stop, don't bisect.
-KEY_REJECTED = re.compile(
-    r"(invalid|missing)[ _]?api[ _]?key|api[ _]?key.*(invalid|missing)", re.IGNORECASE
-)
 KEY_REJECTED_REASON = "Amplitude rejected the API key"
-AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 _POLL = 0.05
 #: Rows resumed after a throttle pause wait up to this fraction of the pause (at most 1 s) for
 #: others resuming just after them, so that they go out in one request rather than several.

@@ -12,6 +12,7 @@ from typing import Any, Hashable, Iterable, Mapping
 
 import pandas as pd
 
+from ._amplitude import FIELDS, MAX_GROUP_TYPES, OPERATIONS
 from .errors import (
     ArgumentError,
     ColumnNotFoundError,
@@ -22,27 +23,7 @@ from .errors import (
 
 __all__ = ["literal", "Literal", "IdentifySpec", "parse_mapping", "OPERATIONS", "FIELDS"]
 
-#: identify() argument -> Amplitude operation, in the order they appear in a payload.
-OPERATIONS: dict[str, str] = {
-    "set": "$set",
-    "set_once": "$setOnce",
-    "add": "$add",
-    "append": "$append",
-    "prepend": "$prepend",
-    "pre_insert": "$preInsert",
-    "post_insert": "$postInsert",
-    "remove": "$remove",
-}
-
-#: The documented optional top-level keys of an identification.
-FIELDS: tuple[str, ...] = (
-    "app_version", "platform", "os_name", "os_version", "device_brand", "device_manufacturer",
-    "device_model", "carrier", "country", "region", "city", "dma", "language", "paying",
-    "start_version",
-)
-
 NULL_POLICIES = ("skip", "unset", "error")
-MAX_GROUP_TYPES = 5
 
 
 @dataclass(frozen=True)

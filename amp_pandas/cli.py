@@ -14,18 +14,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from ._amplitude import OPERATIONS
+
 __all__ = ["main"]
 
-_OPERATIONS = (
-    ("set", "$set"),
-    ("set-once", "$setOnce"),
-    ("add", "$add"),
-    ("append", "$append"),
-    ("prepend", "$prepend"),
-    ("pre-insert", "$preInsert"),
-    ("post-insert", "$postInsert"),
-    ("remove", "$remove"),
-)
+_OPERATIONS = tuple((arg.replace("_", "-"), op) for arg, op in OPERATIONS.items())
 
 
 class _UsageError(Exception):
