@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import signal
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ._amplitude import OPERATIONS
 
@@ -42,22 +46,25 @@ def _parser() -> argparse.ArgumentParser:
 
     ident = sub.add_parser(
         "identify",
-        help="send (or --dry-run) one identification per row of a CSV/Parquet/JSON-lines file",
+        help="send (or --dry-run) one identification per row of a CSV/Parquet/JSON file",
         description=(
-            "Each row of FILE becomes one identification. The API key comes from the "
-            "AMPLITUDE_API_KEY environment variable."
+            "Each row of FILE becomes one identification. Every NAME=SOURCE pair reads as "
+            "'NAME takes its value from SOURCE': --set plan=plan_col sets the user property "
+            "'plan' from the column 'plan_col'; a bare --set plan uses the column 'plan'. "
+            "CSV cells are read as written (see the README's 'Reading files'). The API key "
+            "comes from the AMPLITUDE_API_KEY environment variable."
         ),
     )
-    ident.add_argument("file", help="a .csv, .parquet or .jsonl/.ndjson file")
-    ident.add_argument("--user-id", metavar="COL")
-    ident.add_argument("--device-id", metavar="COL")
+    ident.add_argument("file", help="a .csv, .tsv, .parquet, .jsonl/.ndjson or .json file")
+    ident.add_argument("--user-id", metavar="COL", help="the column of user ids")
+    ident.add_argument("--device-id", metavar="COL", help="the column of device ids")
     for flag, op in _OPERATIONS:
         ident.add_argument(
             f"--{flag}",
-            metavar="COL[=PROP]",
+            metavar="PROP[=COL]",
             action="append",
             default=[],
-            help=f"{op} column COL (as property PROP); repeatable",
+            help=f"{op} user property PROP from column COL (default: the column PROP); repeatable",
         )
     ident.add_argument(
         "--literal",
@@ -66,21 +73,90 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="$set PROP to VALUE on every row (VALUE read as JSON when it parses, else text)",
     )
-    ident.add_argument("--unset", metavar="PROP", action="append", default=[])
-    ident.add_argument("--group", metavar="TYPE=COL", action="append", default=[])
-    ident.add_argument("--field", metavar="KEY=COL", action="append", default=[])
-    ident.add_argument("--nulls", choices=("skip", "unset", "error"), default="skip")
+    ident.add_argument("--unset", metavar="PROP", action="append", default=[],
+                       help="$unset user property PROP on every row; repeatable")
+    ident.add_argument("--group", metavar="TYPE=COL", action="append", default=[],
+                       help="group type TYPE from column COL; repeatable")
+    ident.add_argument("--field", metavar="KEY=COL", action="append", default=[],
+                       help="top-level field KEY (country, platform...) from column COL")
+    ident.add_argument(
+        "--missing",
+        metavar="TEXT",
+        action="append",
+        default=[],
+        help="a CSV text that means 'missing' besides the empty cell (e.g. NULL); repeatable",
+    )
+    ident.add_argument("--nulls", choices=("skip", "unset", "error"), default="skip",
+                       help="what a missing cell does (default: skip it)")
     ident.add_argument("--region", choices=("standard", "eu"), default="standard")
-    ident.add_argument("--server-url", metavar="URL")
+    ident.add_argument("--server-url", metavar="URL", help="send here instead (e.g. a sandbox)")
     ident.add_argument("--dry-run", action="store_true", help="check and show; send nothing")
-    ident.add_argument("--out", metavar="results.csv", help="write the per-row result here")
-    ident.add_argument("--batch-size", type=int)
-    ident.add_argument("--max-workers", type=int)
+    ident.add_argument("--out", metavar="RESULT.csv", help="write the per-row result here")
+    ident.add_argument("--batch-size", type=int, help="identifications per request")
+    ident.add_argument("--max-workers", type=int, help="requests in flight at once")
+    ident.add_argument("--retry-ambiguous", action="store_true",
+                       help="also retry $add/$append/$prepend rows whose outcome is unknown")
     ident.add_argument("--no-progress", action="store_true")
     return parser
 
 
+#: Python spellings in library messages, and how the command line says the same.
+_CLI_PHRASES: tuple[tuple[str, str], ...] = (
+    (r"Call \.send\(\) to send", "Run again without --dry-run to send"),
+    (r"\(A dry run, dry_run=True, needs no key\.\)", "(A dry run, --dry-run, needs no key.)"),
+    (r"pass api_key=\S* or set", "set"),
+    (r"api_key= or the AMPLITUDE_API_KEY", "the AMPLITUDE_API_KEY"),
+    (r"pass (\w+)=(True)?", r"use \1="),
+    (r"use literal\([^)]*\)", "use --literal PROP=VALUE"),
+    (r"literal\([^)]*\)", "--literal PROP=VALUE"),
+    (r"\bforce=True", "a new run"),
+)
+_ARG_FLAGS = {"groups": "group", "fields": "field", "max_workers": "max-workers"}
+
+
+def _cli_table() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """The phrases above, then every option name of ``identify`` as its flag."""
+    table = [(re.compile(p), r) for p, r in _CLI_PHRASES]
+    ident = next(
+        a for a in _parser()._subparsers._actions  # type: ignore[union-attr]
+        if isinstance(a, argparse._SubParsersAction)
+    ).choices["identify"]
+    dests = sorted({a.dest for a in ident._actions if "_" in a.dest}, key=len, reverse=True)
+    for dest in dests:
+        flag = "--" + _ARG_FLAGS.get(dest, dest).replace("_", "-")
+        table.append((re.compile(rf"(?<![\w-])use {dest}=(True)?"), f"use {flag}"))
+        table.append((re.compile(rf"(?<![\w-]){dest}=(True)?"), flag + " "))
+        table.append((re.compile(rf"^{dest}\b"), flag))
+    for dest in ("set", "add", "append", "prepend", "remove", "unset", "groups", "fields",
+                 "nulls", "region"):
+        flag = "--" + _ARG_FLAGS.get(dest, dest)
+        table.append((re.compile(rf"^{dest}(?=:| must| expects| takes)"), flag))
+    return tuple(table)
+
+
+_CLI_WORDS: tuple[tuple[re.Pattern[str], str], ...] | None = None
+
+
+def cli_words(message: str) -> str:
+    """A library message as the command line says it: flags instead of Python arguments.
+
+    Examples
+    --------
+    >>> cli_words("set_once: 'x' is not a column label; use literal('x') for a constant")
+    "--set-once: 'x' is not a column label; use --literal PROP=VALUE for a constant"
+    >>> cli_words("may have been applied; pass retry_ambiguous=True to retry")
+    'may have been applied; use --retry-ambiguous to retry'
+    """
+    global _CLI_WORDS
+    if _CLI_WORDS is None:
+        _CLI_WORDS = _cli_table()
+    for pattern, replacement in _CLI_WORDS:
+        message = pattern.sub(replacement, message)
+    return message.replace("  ", " ").replace(" ;", ";").replace(" .", ".")
+
+
 def _pairs(values: Sequence[str], flag: str, *, need_value: bool) -> list[tuple[str, str]]:
+    """``NAME=SOURCE`` items as (NAME, SOURCE); a bare ``NAME`` is (NAME, NAME) when allowed."""
     out = []
     for item in values:
         if "=" in item:
@@ -102,62 +178,123 @@ def _literal_value(text: str) -> Any:
         return text
 
 
-def read_table(path: str) -> Any:
-    """Read CSV, Parquet or JSON lines by extension; a one-line error otherwise."""
-    import pandas as pd
-
-    from .errors import InputFileError
-
+def check_writable(path: str) -> None:
+    """Refuse an ``--out`` path that cannot be written, before anything is sent."""
     p = Path(path)
-    if not p.is_file():
-        raise InputFileError(f"cannot read {path}: no such file")
-    suffix = "".join(p.suffixes[-2:]).lower() if p.suffix == ".gz" else p.suffix.lower()
+    if p.is_dir():
+        raise _UsageError(f"--out {path}: is a folder; name a file such as {p / 'result.csv'}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise _UsageError(f"--out {path}: the folder {parent} does not exist")
+    existed = p.exists()
     try:
-        if suffix in (".csv", ".csv.gz", ".txt"):
-            return pd.read_csv(p)
-        if suffix in (".parquet", ".pq"):
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise InputFileError(
-                    "reading Parquet needs pyarrow: pip install pyarrow"
-                ) from None
-            return pd.read_parquet(p)
-        if suffix in (".jsonl", ".ndjson", ".json", ".jsonl.gz"):
-            return pd.read_json(p, lines=True)
-    except InputFileError:
-        raise
-    except Exception as exc:  # pandas raises many types; one clear line is what helps
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputFileError(f"cannot read {path}: {first}") from exc
-    raise InputFileError(
-        f"cannot read {path}: unknown file type {p.suffix!r} (use .csv, .parquet or .jsonl)"
-    )
+        with open(p, "a"):
+            pass
+    except OSError as exc:
+        raise _UsageError(f"--out {path}: cannot be written ({exc.strerror})") from None
+    if not existed:
+        p.unlink()
+
+
+def _mapping(args: argparse.Namespace) -> dict[str, Any]:
+    """The identify() mapping from the options; a property named twice is a usage error."""
+    from amp_pandas import literal
+
+    mapping: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+
+    def claim(prop: str, option: str) -> None:
+        if prop in seen:
+            raise _UsageError(
+                f"user property {prop!r} is given by both {seen[prop]} and {option}; "
+                "each property may come from one option only"
+            )
+        seen[prop] = option
+
+    for flag, _ in _OPERATIONS:
+        items = getattr(args, flag.replace("-", "_"))
+        for prop, column in _pairs(items, flag, need_value=False):
+            claim(prop, f"--{flag} {prop}={column}" if prop != column else f"--{flag} {prop}")
+            mapping.setdefault(flag.replace("-", "_"), {})[prop] = column
+    for prop, value in _pairs(args.literal, "literal", need_value=True):
+        claim(prop, f"--literal {prop}=...")
+        mapping.setdefault("set", {})[prop] = literal(_literal_value(value))
+    for prop in args.unset:
+        claim(prop, f"--unset {prop}")
+    if args.unset:
+        mapping["unset"] = list(args.unset)
+    for option, key in (("group", "groups"), ("field", "fields")):
+        pairs = _pairs(getattr(args, option), option, need_value=True)
+        names = [name for name, _ in pairs]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise _UsageError(f"--{option} {twice[0]} is given twice; give each one once")
+        if pairs:
+            mapping[key] = dict(pairs)
+    return mapping
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived where the send could not stop at a safe point."""
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
+    """Treat SIGTERM like Ctrl-C while sending: the send stops at a safe point.
+
+    A scheduler's or ``timeout``'s SIGTERM then ends the send the way Ctrl-C does: requests in
+    flight are awaited, the partial result is written, and ``not_sent`` rows can be re-run. A
+    background job starts with SIGINT ignored; the send's own Ctrl-C handling only takes over the
+    default handler, so the default is put back for the send.
+    """
+    state = {"terminated": False}
+
+    def handler(signum: int, frame: Any) -> None:
+        state["terminated"] = True
+        current = signal.getsignal(signal.SIGINT)
+        if callable(current) and current is not signal.default_int_handler:
+            current(signal.SIGINT, frame)  # the send's own Ctrl-C handling: stop at a safe point
+        else:
+            raise _Terminated
+
+    try:
+        previous_term = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave the signals alone
+        yield state
+        return
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        if previous_int == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def _identify(args: argparse.Namespace) -> int:
-    import amp_pandas  # noqa: F401
-    from amp_pandas import literal
+    import amp_pandas  # noqa: F401  (registers df.amplitude)
 
-    df = read_table(args.file)
-    mapping: dict[str, Any] = {}
-    for flag, _ in _OPERATIONS:
-        pairs = _pairs(getattr(args, flag.replace("-", "_")), flag, need_value=False)
-        if pairs:
-            mapping[flag.replace("-", "_")] = {prop: col for col, prop in pairs}
-    for prop, value in _pairs(args.literal, "literal", need_value=True):
-        mapping.setdefault("set", {})[prop] = literal(_literal_value(value))
+    from ._files import read_table
+    from .errors import InterruptedSendWarning
+
+    if args.out:
+        check_writable(args.out)
+    mapping = _mapping(args)
+    keep_text = [c for c in (args.user_id, args.device_id) if c]
+    keep_text += list(mapping.get("groups", {}).values())
+    df = read_table(args.file, missing=args.missing, keep_text=keep_text)
     options: dict[str, Any] = {}
     if args.batch_size is not None:
         options["batch_size"] = args.batch_size
     if args.max_workers is not None:
         options["max_workers"] = args.max_workers
+    if args.retry_ambiguous:
+        options["retry_ambiguous"] = True
     preview = df.amplitude.identify(
         user_id=args.user_id,
         device_id=args.device_id,
-        unset=args.unset or None,
-        groups=dict(_pairs(args.group, "group", need_value=True)) or None,
-        fields=dict(_pairs(args.field, "field", need_value=True)) or None,
         nulls=args.nulls,
         region=args.region,
         server_url=args.server_url,
@@ -167,11 +304,12 @@ def _identify(args: argparse.Namespace) -> int:
         **options,
     )
     if args.dry_run:
-        print(repr(preview))
+        print(cli_words(repr(preview)))
         return 1 if preview.summary["invalid"] else 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the summary printed below says the same
+    with _sigterm_as_interrupt() as state, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         result = preview.send()
+    interrupted = any(issubclass(w.category, InterruptedSendWarning) for w in caught)
     counts = result.status.value_counts()
     print("result: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     if args.out:
@@ -179,7 +317,18 @@ def _identify(args: argparse.Namespace) -> int:
         print(f"per-row result written to {args.out}")
     bad = result[result.status != "success"]
     if len(bad):
-        print(bad.head(10).to_string(), file=sys.stderr)
+        shown = bad.head(10).copy()
+        shown["error"] = shown["error"].map(lambda r: cli_words(r) if isinstance(r, str) else r)
+        print(shown.to_string(), file=sys.stderr)
+    if interrupted:
+        how = "terminated" if state["terminated"] else "interrupted"
+        print(
+            f"amp-pandas: {how}; rows not sent are marked not_sent"
+            + (f" in {args.out}" if args.out else "")
+            + ": run again on those rows to send them",
+            file=sys.stderr,
+        )
+        return 143 if state["terminated"] else 130
     return 0 if len(bad) == 0 else 1
 
 
@@ -203,15 +352,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return _identify(args)
     except AuthenticationError as exc:
-        print(f"amp-pandas: {exc}", file=sys.stderr)
+        print(f"amp-pandas: {cli_words(str(exc))}", file=sys.stderr)
         if exc.result is not None and getattr(args, "out", None):
             exc.result.to_csv(args.out)
         return 1
     except (AmpPandasError, _UsageError) as exc:
-        print(f"amp-pandas: {exc}", file=sys.stderr)
+        print(f"amp-pandas: {cli_words(str(exc))}", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("amp-pandas: terminated; no result was written", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("amp-pandas: interrupted", file=sys.stderr)
+        print("amp-pandas: interrupted; no result was written", file=sys.stderr)
         return 130
 
 

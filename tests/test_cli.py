@@ -49,7 +49,7 @@ def test_identify_sends_and_writes_the_result(sandbox, users_csv, tmp_path) -> N
     out = tmp_path / "result.csv"
     code, stdout, _ = run(
         "identify", str(users_csv), "--user-id", "uid", "--set", "plan",
-        "--add", "logins=login_count", "--post-insert", "tag=tags",
+        "--add", "login_count=logins", "--post-insert", "tags=tag",
         "--literal", "cohort=Test A", "--literal", "score=7", "--unset", "legacy",
         "--server-url", sandbox.url, "--no-progress", "--out", str(out),
     )
@@ -72,11 +72,11 @@ def test_dry_run_exit_status_says_whether_rows_are_invalid(users_csv, tmp_path) 
     assert code == 0
     assert "dry run, nothing sent" in stdout and "valid 2" in stdout
     bad = tmp_path / "bad.csv"
-    # ("null" would be read as a missing value by pandas' CSV reader: use a too-short id)
-    pd.DataFrame({"uid": ["abc", "user-2"], "plan": ["a", "b"]}).to_csv(bad, index=False)
+    bad.write_text("uid,plan\nabc,a\nnull,b\nuser-3,c\n")
     code, stdout, _ = run("identify", str(bad), "--user-id", "uid", "--set", "plan", "--dry-run")
     assert code == 1
     assert "shorter than 5 characters" in stdout
+    assert "invalid 2" in stdout  # the text "null" is read as written, and Amplitude rejects it
 
 
 def test_rows_that_do_not_succeed_give_exit_status_1(sandbox, tmp_path) -> None:
@@ -89,7 +89,7 @@ def test_rows_that_do_not_succeed_give_exit_status_1(sandbox, tmp_path) -> None:
     )
     assert code == 1
     assert "success 1" in stdout and "failed 1" in stdout
-    assert "user-poison" in stderr or "failed" in stderr
+    assert "user-poison" in stderr
 
 
 def test_jsonl_and_parquet(sandbox, tmp_path) -> None:
@@ -102,16 +102,6 @@ def test_jsonl_and_parquet(sandbox, tmp_path) -> None:
         code, stdout, _ = run("identify", str(path), "--user-id", "uid", "--set", "plan",
                               "--server-url", sandbox.url, "--no-progress")
         assert code == 0, stdout
-
-
-def test_parquet_without_pyarrow_is_a_clear_message(tmp_path, monkeypatch) -> None:
-    path = tmp_path / "u.parquet"
-    path.write_bytes(b"PAR1")
-    monkeypatch.setitem(sys.modules, "pyarrow", None)
-    code, _, stderr = run("identify", str(path), "--user-id", "uid", "--set", "plan",
-                          "--dry-run")
-    assert code == 2
-    assert stderr.strip() == "amp-pandas: reading Parquet needs pyarrow: pip install pyarrow"
 
 
 @pytest.mark.parametrize(
