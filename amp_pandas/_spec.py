@@ -162,7 +162,9 @@ def _check_column(df: pd.DataFrame, source: Any, arg: str) -> None:
         if isinstance(columns, pd.MultiIndex) and not (
             isinstance(source, tuple) and len(source) == columns.nlevels
         ):
-            example = columns[0] if len(columns) else None
+            key = source if isinstance(source, tuple) else (source,)
+            starting = [c for c in columns if c[: len(key)] == key]
+            example = starting[0] if starting else (columns[0] if len(columns) else None)
             raise ColumnNotFoundError(
                 f"{arg}: {source!r} is not a column label: the DataFrame's columns have "
                 f"{columns.nlevels} levels, so name a column by its full tuple"

@@ -473,6 +473,19 @@ def test_multiindex_partial_or_unnamed_labels_are_refused_with_what_to_write(
     assert type(info.value) is error
 
 
+@pytest.mark.parametrize(
+    "partial, suggestion",
+    [("profile", ("profile", "plan")), (("ids",), ("ids", "uid")), ("nope", ("ids", "uid"))],
+)
+def test_a_partial_multiindex_key_suggests_a_full_label_under_it(
+    partial: Any, suggestion: tuple[str, str]
+) -> None:
+    with pytest.raises(ColumnNotFoundError) as info:
+        multi_frame().amplitude.identify(user_id=partial, dry_run=True)
+    assert info.value.suggestion == suggestion
+    assert f"e.g. {suggestion!r}" in str(info.value)
+
+
 def test_a_tuple_is_a_label_when_the_flat_columns_hold_it_else_a_list_of_labels() -> None:
     columns = pd.Index(["uid", ("a", "b"), "a", "b"], tupleize_cols=False)
     df = pd.DataFrame([["user-1", "ab", 1, 2]], columns=columns)
