@@ -2,8 +2,8 @@
 
 ``import amp_pandas`` registers the ``df.amplitude`` accessor::
 
-    preview = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True)
-    result = preview.send()
+    preview = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True)  # IdentifyPreview
+    result = preview.send()                                                     # SendResult
 
 See the README for the whole story; :mod:`amp_pandas.sandbox` is a local Amplitude-compatible
 server for rehearsals and tests.
@@ -13,10 +13,19 @@ from __future__ import annotations
 
 from . import errors
 from ._accessor import AmplitudeAccessor
-from ._preview import IdentifyPreview
 from ._amplitude import FIELDS
+from ._preview import IdentifyPreview
+from ._result import SendResult
 from ._spec import literal
 
-__all__ = ["AmplitudeAccessor", "IdentifyPreview", "FIELDS", "errors", "literal", "__version__"]
+__all__ = [
+    "AmplitudeAccessor",
+    "FIELDS",
+    "IdentifyPreview",
+    "SendResult",
+    "__version__",
+    "errors",
+    "literal",
+]
 
 __version__ = "0.1.0"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import typing
+from collections.abc import Hashable, Mapping, Sequence
+from typing import overload
 
 import pandas as pd
+import requests
 
-from ._identify import Columns, identify
+from ._identify import Columns, IdColumn, identify
 from ._preview import IdentifyPreview
+from ._result import SendResult
+from ._spec import NullPolicy
 
 __all__ = ["AmplitudeAccessor"]
 
@@ -23,11 +28,119 @@ class AmplitudeAccessor:
     def __init__(self, pandas_obj: pd.DataFrame) -> None:
         self._obj = pandas_obj
 
+    @overload
     def identify(
         self,
         *,
-        user_id: Any = None,
-        device_id: Any = None,
+        user_id: IdColumn = ...,
+        device_id: IdColumn = ...,
+        set: Columns = ...,
+        set_once: Columns = ...,
+        add: Columns = ...,
+        append: Columns = ...,
+        prepend: Columns = ...,
+        pre_insert: Columns = ...,
+        post_insert: Columns = ...,
+        remove: Columns = ...,
+        unset: str | Sequence[str] | None = ...,
+        groups: Mapping[str, Hashable] | None = ...,
+        fields: Mapping[str, Hashable] | None = ...,
+        nulls: NullPolicy = ...,
+        dry_run: typing.Literal[True],
+        api_key: str | None = ...,
+        region: str = ...,
+        server_url: str | None = ...,
+        session: requests.Session | None = ...,
+        batch_size: int = ...,
+        max_workers: int = ...,
+        timeout: float = ...,
+        throttle_pause: float = ...,
+        throttle_budget: float = ...,
+        retry_ambiguous: bool = ...,
+        max_retries: int = ...,
+        backoff: float = ...,
+        backoff_max: float = ...,
+        interrupt_grace: float = ...,
+        progress: bool = ...,
+    ) -> IdentifyPreview: ...
+
+    @overload
+    def identify(
+        self,
+        *,
+        user_id: IdColumn = ...,
+        device_id: IdColumn = ...,
+        set: Columns = ...,
+        set_once: Columns = ...,
+        add: Columns = ...,
+        append: Columns = ...,
+        prepend: Columns = ...,
+        pre_insert: Columns = ...,
+        post_insert: Columns = ...,
+        remove: Columns = ...,
+        unset: str | Sequence[str] | None = ...,
+        groups: Mapping[str, Hashable] | None = ...,
+        fields: Mapping[str, Hashable] | None = ...,
+        nulls: NullPolicy = ...,
+        dry_run: typing.Literal[False] = ...,
+        api_key: str | None = ...,
+        region: str = ...,
+        server_url: str | None = ...,
+        session: requests.Session | None = ...,
+        batch_size: int = ...,
+        max_workers: int = ...,
+        timeout: float = ...,
+        throttle_pause: float = ...,
+        throttle_budget: float = ...,
+        retry_ambiguous: bool = ...,
+        max_retries: int = ...,
+        backoff: float = ...,
+        backoff_max: float = ...,
+        interrupt_grace: float = ...,
+        progress: bool = ...,
+    ) -> SendResult: ...
+
+    @overload
+    def identify(
+        self,
+        *,
+        user_id: IdColumn = ...,
+        device_id: IdColumn = ...,
+        set: Columns = ...,
+        set_once: Columns = ...,
+        add: Columns = ...,
+        append: Columns = ...,
+        prepend: Columns = ...,
+        pre_insert: Columns = ...,
+        post_insert: Columns = ...,
+        remove: Columns = ...,
+        unset: str | Sequence[str] | None = ...,
+        groups: Mapping[str, Hashable] | None = ...,
+        fields: Mapping[str, Hashable] | None = ...,
+        nulls: NullPolicy = ...,
+        dry_run: bool = ...,
+        api_key: str | None = ...,
+        region: str = ...,
+        server_url: str | None = ...,
+        session: requests.Session | None = ...,
+        batch_size: int = ...,
+        max_workers: int = ...,
+        timeout: float = ...,
+        throttle_pause: float = ...,
+        throttle_budget: float = ...,
+        retry_ambiguous: bool = ...,
+        max_retries: int = ...,
+        backoff: float = ...,
+        backoff_max: float = ...,
+        interrupt_grace: float = ...,
+        progress: bool = ...,
+    ) -> IdentifyPreview | SendResult: ...
+
+    def identify(
+        self,
+        *,
+        user_id: IdColumn = None,
+        device_id: IdColumn = None,
         set: Columns = None,
         set_once: Columns = None,
         add: Columns = None,
@@ -36,17 +149,27 @@ class AmplitudeAccessor:
         pre_insert: Columns = None,
         post_insert: Columns = None,
         remove: Columns = None,
-        unset: Sequence[str] | str | None = None,
-        groups: Mapping[str, Any] | None = None,
-        fields: Mapping[str, Any] | None = None,
-        nulls: str = "skip",
+        unset: str | Sequence[str] | None = None,
+        groups: Mapping[str, Hashable] | None = None,
+        fields: Mapping[str, Hashable] | None = None,
+        nulls: NullPolicy = "skip",
         dry_run: bool = False,
         api_key: str | None = None,
         region: str = "standard",
         server_url: str | None = None,
-        session: Any = None,
-        **options: Any,
-    ) -> IdentifyPreview | pd.DataFrame:
+        session: requests.Session | None = None,
+        batch_size: int = 1000,
+        max_workers: int = 6,
+        timeout: float = 30.0,
+        throttle_pause: float = 15.0,
+        throttle_budget: float = 600.0,
+        retry_ambiguous: bool = False,
+        max_retries: int = 6,
+        backoff: float = 0.5,
+        backoff_max: float = 30.0,
+        interrupt_grace: float = 5.0,
+        progress: bool = True,
+    ) -> IdentifyPreview | SendResult:
         """Turn rows into Amplitude Identify API identifications; preview or send them.
 
         Each row becomes one identification. Columns (or :func:`~amp_pandas.literal`
@@ -55,30 +178,35 @@ class AmplitudeAccessor:
 
         Parameters
         ----------
-        user_id, device_id : column label, optional
+        user_id, device_id : column label or literal, optional
             The id columns; at least one. Integer ids are sent as strings (``12345`` ->
-            ``"12345"``, also from float columns holding whole numbers).
-        set, set_once, add, append, prepend, pre_insert, post_insert, remove : list or dict, optional
+            ``"12345"``, also from float columns holding whole numbers). With ``MultiIndex``
+            columns, name a column by its full tuple: ``user_id=("ids", "uid")``.
+        set, set_once, add, append, prepend, pre_insert, post_insert, remove : list or dict
             Columns for ``$set``, ``$setOnce``, ``$add``, ``$append``, ``$prepend``,
             ``$preInsert``, ``$postInsert`` and ``$remove``: a list of column labels (the
-            property is named after the column) or a dict ``{property: column or literal}``.
-            ``$add`` takes numbers only.
-        unset : list of str, optional
+            property is named after the column), one column label, or a dict
+            ``{property: column label or literal}``. ``$add`` takes numbers only. A tuple is a
+            column label when the frame's columns hold it; such a column needs the dict form
+            (``set={"plan": ("profile", "plan")}``), since a tuple names no property.
+        unset : str or list of str, optional
             Property names removed on every row (``{"$unset": {name: "-"}}``).
         groups : dict, optional
-            ``{group type: column or literal}``; a cell is a group name or a list of them.
+            ``{group type: column label or literal}``; a cell is a group name or a list of them.
         fields : dict, optional
             Documented top-level keys (``platform``, ``country``, ``app_version`` ...) to a
-            column or literal. Values are sent as strings.
+            column label or literal. Values are sent as strings.
         nulls : {"skip", "unset", "error"}, default "skip"
             Missing cells (None, NaN, NaT, pd.NA): ``"skip"`` leaves the property out of that
             row (Amplitude ignores nulls anyway); ``"unset"`` sends ``$unset`` for it when it
             came from ``set``/``set_once``; ``"error"`` makes the row invalid.
         dry_run : bool, default False
-            Return an :class:`~amp_pandas.IdentifyPreview` instead of sending. Needs no key.
+            ``True`` returns an :class:`~amp_pandas.IdentifyPreview` instead of sending; it
+            needs no key. ``True`` or ``False`` only (a numpy bool too).
         api_key : str, optional
             The project API key; defaults to the ``AMPLITUDE_API_KEY`` environment variable.
-            It travels only in request bodies and is never shown.
+            Surrounding whitespace is dropped; whitespace inside is refused. It travels only in
+            request bodies and is never shown.
         region : {"standard", "eu"}, default "standard"
             ``https://api2.amplitude.com/identify`` or ``https://api.eu.amplitude.com/identify``.
         server_url : str, optional
@@ -86,29 +214,54 @@ class AmplitudeAccessor:
             ``url``). Plain ``http://`` only for loopback hosts.
         session : requests.Session, optional
             The session to send with (connection pooling, proxies, custom TLS settings).
-        **options
-            Sending options: ``batch_size`` (default 1000, at most 2000), ``max_workers``
-            (requests in flight, default 6), ``timeout`` (seconds), ``throttle_pause``
-            (default 15 s), ``throttle_budget`` (default 600 s), ``retry_ambiguous`` (default
-            False), ``max_retries``, ``backoff``, ``progress`` (default True).
+        batch_size : int, default 1000
+            Identifications per request, 1 to 2000 (request bodies also stay under 1 MB).
+        max_workers : int, default 6
+            Requests in flight at once, 1 to 64.
+        timeout : float, default 30
+            Seconds to wait for a connection, and for an answer (above 0).
+        throttle_pause : float, default 15
+            Seconds an id that Amplitude throttled (HTTP 429) waits before it is retried.
+        throttle_budget : float, default 600
+            Seconds a row may stay throttled before it ends ``throttled`` (``math.inf``: never).
+        retry_ambiguous : bool, default False
+            Also retry rows holding ``$add``/``$append``/``$prepend`` after an answer that may
+            have been applied (HTTP 500/502/504, timeout, dropped connection): they may apply
+            twice.
+        max_retries : int, default 6
+            Retries of a request after 503, a refused connection or an ambiguous answer (0-100).
+        backoff, backoff_max : float, default 0.5 and 30
+            Retry delays in seconds: the n-th retry waits up to
+            ``min(backoff_max, backoff * 2**n)`` (full jitter).
+        interrupt_grace : float, default 5
+            After Ctrl-C, seconds to wait for answers to the requests in flight.
+        progress : bool, default True
+            Show a progress bar.
 
         Returns
         -------
-        IdentifyPreview or pandas.DataFrame
-            With ``dry_run=True`` the preview; otherwise the result: one row per input row
+        IdentifyPreview or SendResult
+            With ``dry_run=True`` the preview; otherwise the result, a
+            :class:`~amp_pandas.SendResult` (a ``pandas.DataFrame``): one row per input row
             (same index) with ``status`` (``success``, ``invalid``, ``skipped``, ``failed``,
             ``throttled``, ``unknown`` or ``not_sent``), ``http_status``, ``error`` and
             ``attempts``.
 
         Raises
         ------
+        TypeError
+            An unknown keyword argument (a misspelt option), as for any Python function.
         amp_pandas.errors.ArgumentError
             At once, for arguments that cannot work (unknown column, no id, unknown field,
-            a property in two operations, a bad ``nulls``...).
+            a property in two operations, a bad ``nulls`` or ``dry_run``, a value of the wrong
+            type); the message names the argument.
         amp_pandas.errors.ConfigurationError
-            Before any request: no API key, an unknown region, ``http://`` to a remote host.
+            Before any request: no API key, an unknown region, ``http://`` to a remote host,
+            a sending option out of range or of the wrong type.
         amp_pandas.errors.AuthenticationError
             Amplitude rejected the key; ``.result`` holds the partial result.
+
+        ``ArgumentError`` and ``ConfigurationError`` are both ``ValueError`` subclasses.
 
         Examples
         --------
@@ -160,5 +313,15 @@ class AmplitudeAccessor:
             region=region,
             server_url=server_url,
             session=session,
-            **options,
+            batch_size=batch_size,
+            max_workers=max_workers,
+            timeout=timeout,
+            throttle_pause=throttle_pause,
+            throttle_budget=throttle_budget,
+            retry_ambiguous=retry_ambiguous,
+            max_retries=max_retries,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            interrupt_grace=interrupt_grace,
+            progress=progress,
         )

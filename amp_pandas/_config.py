@@ -25,6 +25,7 @@ from .errors import ConfigurationError, InsecureEndpointError, MissingApiKeyErro
 __all__ = [
     "API_KEY_ENV",
     "EU_URL",
+    "OPTION_NAMES",
     "REGIONS",
     "STANDARD_URL",
     "Secret",
@@ -211,8 +212,20 @@ OPTION_NAMES = tuple(
 )
 
 
-def _as_secret(value: str) -> Secret | None:
+def _as_secret(value: str, source: str = "api_key") -> Secret | None:
+    """The key without surrounding whitespace, or None when it is empty.
+
+    A key with whitespace or an invisible character inside is refused: it is always a paste
+    gone wrong (two keys, a line break, a zero-width space), and Amplitude would reject every
+    request. The message never shows the key.
+    """
     value = value.strip()
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ConfigurationError(
+            f"{source} holds whitespace or an invisible character inside it; an Amplitude API "
+            "key is one word. Check for a space or line break pasted with it (the key is not "
+            "shown here)."
+        )
     return Secret(value) if value else None
 
 
@@ -309,8 +322,11 @@ def resolve_settings(
 
     Raises
     ------
+    TypeError
+        An unknown option (with the closest known one).
     amp_pandas.errors.ConfigurationError
-        An unknown region or option, or an option out of range.
+        An unknown region, a key with whitespace inside, a value of the wrong type, or an
+        option out of range.
     amp_pandas.errors.InsecureEndpointError
         ``http://`` to a host that is not loopback.
 
@@ -320,31 +336,39 @@ def resolve_settings(
     >>> s.endpoint, s.batch_size, s.api_key
     ('https://api.eu.amplitude.com/identify', 500, Secret('•••• 1a2b'))
     """
-    region_key = region.strip().lower() if isinstance(region, str) else region
-    if region_key not in REGIONS:
-        raise ConfigurationError(
-            f"region must be one of {', '.join(map(repr, REGIONS))}; got {region!r}. "
-            "To send elsewhere (e.g. a sandbox), pass server_url=."
-        )
     unknown = [name for name in options if name not in OPTION_NAMES]
     if unknown:
         hints = []
         for name in unknown:
             close = difflib.get_close_matches(name, OPTION_NAMES, n=1)
             hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise TypeError(
+            f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+            f"the sending options are {', '.join(OPTION_NAMES)}"
+        )
+    regions = ", ".join(map(repr, REGIONS))
+    if not isinstance(region, str):
         raise ConfigurationError(
-            f"Unknown sending option{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}. "
-            f"Known options: {', '.join(OPTION_NAMES)}."
+            f"region must be a str, one of {regions}; got {type(region).__name__}. "
+            "To send elsewhere (e.g. a sandbox), pass server_url=."
+        )
+    region_key = region.strip().lower()
+    if region_key not in REGIONS:
+        raise ConfigurationError(
+            f"region must be one of {regions}; got {region!r}. "
+            "To send elsewhere (e.g. a sandbox), pass server_url=."
         )
     if isinstance(api_key, Secret):
         key: Secret | None = api_key
     elif api_key is None:
         env = os.environ.get(API_KEY_ENV)
-        key = _as_secret(env) if env else None
+        key = _as_secret(env, API_KEY_ENV) if env else None
     elif isinstance(api_key, str):
         key = _as_secret(api_key)
     else:
-        raise ConfigurationError(f"api_key must be a str, got {type(api_key).__name__}")
+        raise ConfigurationError(
+            f"api_key must be a str (or None to read {API_KEY_ENV}), got {type(api_key).__name__}"
+        )
     endpoint = REGIONS[region_key] if server_url is None else server_url
     return SendSettings(endpoint=endpoint, api_key=key, session=session, **options)
 

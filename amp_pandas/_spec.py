@@ -1,14 +1,22 @@
 """The mapping from columns to an identification, checked before anything is built.
 
 :func:`parse_mapping` turns ``identify``'s keyword arguments into an :class:`IdentifySpec`, or
-raises an :class:`~amp_pandas.errors.ArgumentError` subclass that says what to do.
+raises an :class:`~amp_pandas.errors.ArgumentError` subclass that names the argument and says
+what to pass instead.
+
+Column labels are any hashable pandas accepts. A tuple is a column label when the frame's
+columns hold it (``MultiIndex`` columns are named by their full tuple, ``("ids", "uid")``);
+otherwise, where a list of columns is expected, a tuple is a sequence of labels. Property names,
+group types and field keys are strings.
 """
 
 from __future__ import annotations
 
 import difflib
+import typing
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -21,9 +29,20 @@ from .errors import (
     UnknownFieldError,
 )
 
-__all__ = ["literal", "Literal", "IdentifySpec", "parse_mapping", "OPERATIONS", "FIELDS"]
+__all__ = [
+    "FIELDS",
+    "NULL_POLICIES",
+    "OPERATIONS",
+    "IdentifySpec",
+    "Literal",
+    "NullPolicy",
+    "literal",
+    "parse_mapping",
+]
 
-NULL_POLICIES = ("skip", "unset", "error")
+#: What ``nulls=`` takes: what becomes of a missing cell.
+NullPolicy = typing.Literal["skip", "unset", "error"]
+NULL_POLICIES: tuple[str, ...] = typing.get_args(NullPolicy)
 
 
 @dataclass(frozen=True)
@@ -107,18 +126,53 @@ def _suggest(label: Any, candidates: Iterable[Any]) -> Any:
     return names[match[0]] if match else None
 
 
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _is_column(df: pd.DataFrame, label: Any) -> bool:
+    """Whether ``label`` names a column: a full label (the whole tuple for MultiIndex columns)."""
+    if isinstance(label, Literal) or not _hashable(label):
+        return False
+    columns = df.columns
+    if isinstance(columns, pd.MultiIndex) and not (
+        isinstance(label, tuple) and len(label) == columns.nlevels
+    ):
+        return False  # "a" in a MultiIndex is a partial key, not a column
+    try:
+        return bool(label in columns)
+    except (TypeError, ValueError):
+        return False
+
+
 def _check_column(df: pd.DataFrame, source: Any, arg: str) -> None:
     if isinstance(source, Literal):
         return
-    try:
-        hash(source)
-        present = source in df.columns
-    except TypeError:
+    if not _hashable(source):
         raise ArgumentError(
-            f"{arg}: {source!r} is not a column label; pass a column name or literal(...)"
-        ) from None
-    if not present:
-        suggestion = _suggest(source, df.columns)
+            f"{arg}: {source!r} ({type(source).__name__}) is not a column label; pass a column "
+            "label, or literal(...) for a constant"
+        )
+    columns = df.columns
+    if not _is_column(df, source):
+        if isinstance(columns, pd.MultiIndex) and not (
+            isinstance(source, tuple) and len(source) == columns.nlevels
+        ):
+            key = source if isinstance(source, tuple) else (source,)
+            starting = [c for c in columns if c[: len(key)] == key]
+            example = starting[0] if starting else (columns[0] if len(columns) else None)
+            raise ColumnNotFoundError(
+                f"{arg}: {source!r} is not a column label: the DataFrame's columns have "
+                f"{columns.nlevels} levels, so name a column by its full tuple"
+                + (f", e.g. {example!r}" if example is not None else ""),
+                column=source,
+                suggestion=example,
+            )
+        suggestion = _suggest(source, columns)
         hint = f" Did you mean {suggestion!r}?" if suggestion is not None else ""
         raise ColumnNotFoundError(
             f"{arg}: column {source!r} is not in the DataFrame.{hint} "
@@ -126,7 +180,7 @@ def _check_column(df: pd.DataFrame, source: Any, arg: str) -> None:
             column=source,
             suggestion=suggestion,
         )
-    found = df.columns.get_loc(source)
+    found = columns.get_loc(source)
     if not isinstance(found, int):
         raise ArgumentError(
             f"{arg}: column {source!r} appears more than once in the DataFrame; "
@@ -134,24 +188,40 @@ def _check_column(df: pd.DataFrame, source: Any, arg: str) -> None:
         )
 
 
-def _prop_name(name: Any, arg: str) -> str:
+def _prop_name(name: Any, arg: str, what: str = "property name") -> str:
     if not isinstance(name, str):
-        name = str(name)
+        raise ArgumentError(f"{arg}: a {what} must be a str; got {name!r} ({type(name).__name__})")
     if not name:
-        raise ArgumentError(f"{arg}: a property name cannot be empty")
+        raise ArgumentError(f"{arg}: a {what} cannot be empty")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
         raise ArgumentError(
-            f"{arg}: property name {name.encode('utf-8', 'backslashreplace').decode()!r} is not "
+            f"{arg}: {what} {name.encode('utf-8', 'backslashreplace').decode()!r} is not "
             "valid Unicode (a lone surrogate); rename it"
         ) from None
     if name.startswith("$"):
         raise ArgumentError(
-            f"{arg}: property name {name!r} starts with '$', which Amplitude reads as an "
+            f"{arg}: {what} {name!r} starts with '$', which Amplitude reads as an "
             "operation; rename it"
         )
     return name
+
+
+def _named_after(label: Any, arg: str) -> str:
+    """The property named after a column (list form): the label, as text."""
+    if isinstance(label, tuple):
+        raise ArgumentError(
+            f"{arg}: column {label!r} has a tuple label, which names no property; give the "
+            f"property a name: {arg}={{'name': {label!r}}}"
+        )
+    return _prop_name(label if isinstance(label, str) else str(label), arg)
+
+
+def _no_literal(arg: str) -> ArgumentError:
+    return ArgumentError(
+        f"{arg}: a literal needs a property name; write {arg}={{'name': literal(...)}}"
+    )
 
 
 def _slots(df: pd.DataFrame, value: Any, arg: str) -> tuple[Slot, ...]:
@@ -159,22 +229,18 @@ def _slots(df: pd.DataFrame, value: Any, arg: str) -> tuple[Slot, ...]:
     if value is None:
         return ()
     if isinstance(value, Literal):
-        raise ArgumentError(
-            f"{arg}: a literal needs a property name; write {arg}={{'name': literal(...)}}"
-        )
+        raise _no_literal(arg)
     if isinstance(value, Mapping):
-        items = list(value.items())
+        items = [(_prop_name(name, arg), source) for name, source in value.items()]
+    elif isinstance(value, str) or _is_column(df, value):
+        items = [(_named_after(value, arg), value)]
     elif isinstance(value, (list, tuple)):
+        if any(isinstance(v, Literal) for v in value):
+            raise _no_literal(arg)
+        items = []
         for v in value:
-            if isinstance(v, Literal):
-                raise ArgumentError(
-                    f"{arg}: a literal needs a property name; write "
-                    f"{arg}={{'name': literal(...)}}"
-                )
-        items = [(v, v) for v in value]
-    elif isinstance(value, str) or (not isinstance(value, (set, frozenset)) and _hashable(value)
-                                    and value in df.columns):
-        items = [(value, value)]
+            _check_column(df, v, arg)
+            items.append((_named_after(v, arg), v))
     else:
         raise ArgumentError(
             f"{arg}: expected a list of column names or a dict {{property: column}}, "
@@ -183,16 +249,23 @@ def _slots(df: pd.DataFrame, value: Any, arg: str) -> tuple[Slot, ...]:
     slots = []
     for name, source in items:
         _check_column(df, source, arg)
-        slots.append(Slot(_prop_name(name, arg), source, arg))
+        slots.append(Slot(name, source, arg))
     return tuple(slots)
 
 
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
+def _id_slot(df: pd.DataFrame, source: Any, arg: str) -> Slot | None:
+    if source is None:
+        return None
+    multi = isinstance(df.columns, pd.MultiIndex)
+    if isinstance(source, (list, dict, set, frozenset)) or (
+        isinstance(source, tuple) and not multi and not _is_column(df, source)
+    ):
+        raise ArgumentError(
+            f"{arg}: expected one column label (or literal(...)), got "
+            f"{type(source).__name__} {source!r}"
+        )
+    _check_column(df, source, arg)
+    return Slot(arg, source, arg)
 
 
 def parse_mapping(
@@ -204,25 +277,24 @@ def parse_mapping(
     unset: Any = None,
     groups: Mapping[str, Any] | None = None,
     fields: Mapping[str, Any] | None = None,
-    nulls: str = "skip",
+    nulls: NullPolicy = "skip",
 ) -> IdentifySpec:
     """Check identify()'s arguments against the frame; raise at the first that cannot work."""
-    if nulls not in NULL_POLICIES:
-        raise ArgumentError(f"nulls={nulls!r} is not one of {', '.join(map(repr, NULL_POLICIES))}")
+    unknown_ops = [arg for arg in operations if arg not in OPERATIONS]
+    if unknown_ops:
+        raise ArgumentError(f"unknown operation argument(s): {', '.join(unknown_ops)}")
+    if not isinstance(nulls, str) or nulls not in NULL_POLICIES:
+        raise ArgumentError(
+            f"nulls={nulls!r} is not one of {', '.join(map(repr, NULL_POLICIES))}: pass one of "
+            "these strings"
+        )
     if user_id is None and device_id is None:
         raise MissingIdError(
             "identify() needs user_id= or device_id= (a column name, or both); Amplitude "
             "requires at least one id per identification"
         )
-    ids = []
-    for arg, source in (("user_id", user_id), ("device_id", device_id)):
-        if source is None:
-            ids.append(None)
-            continue
-        if isinstance(source, (list, tuple, dict, set)):
-            raise ArgumentError(f"{arg}: expected one column name, got {type(source).__name__}")
-        _check_column(df, source, arg)
-        ids.append(Slot(arg, source, arg))
+    user_slot = _id_slot(df, user_id, "user_id")
+    device_slot = _id_slot(df, device_id, "device_id")
 
     ops = []
     seen: dict[str, str] = {}
@@ -264,10 +336,12 @@ def parse_mapping(
                 f"groups: {len(groups)} group types given; Amplitude allows at most "
                 f"{MAX_GROUP_TYPES}"
             )
-        group_slots = tuple(
-            (_check_column(df, src, "groups"), Slot(_prop_name(gt, "groups"), src, "groups"))[1]
-            for gt, src in groups.items()
-        )
+        group_list = []
+        for group_type, src in groups.items():
+            name = _prop_name(group_type, "groups", "group type")
+            _check_column(df, src, "groups")
+            group_list.append(Slot(name, src, "groups"))
+        group_slots = tuple(group_list)
 
     field_slots: tuple[Slot, ...] = ()
     if fields is not None:
@@ -289,8 +363,8 @@ def parse_mapping(
         field_slots = tuple(out)
 
     return IdentifySpec(
-        user_id=ids[0],
-        device_id=ids[1],
+        user_id=user_slot,
+        device_id=device_slot,
         operations=tuple(ops),
         unset=unset_names,
         groups=group_slots,

@@ -9,7 +9,9 @@ The hierarchy::
     │   ├── MissingIdError              neither ``user_id`` nor ``device_id`` was given
     │   ├── UnknownFieldError           a ``fields`` key that Amplitude does not document
     │   └── DuplicatePropertyError      one property in two operations
-    ├── ConfigurationError              sending cannot start: checked before any request
+    ├── ConfigurationError (ValueError) sending cannot start as configured (key, region,
+    │   │                               endpoint, session, sending options): checked before
+    │   │                               any request
     │   ├── MissingApiKeyError          no ``api_key=`` and no ``AMPLITUDE_API_KEY``
     │   └── InsecureEndpointError       plain ``http://`` to a host that is not loopback
     ├── SendError                       a send stopped early; ``.result`` holds the partial result
@@ -88,8 +90,12 @@ class DuplicatePropertyError(ArgumentError):
     """The same user property appears in two operations of one call."""
 
 
-class ConfigurationError(AmpPandasError):
-    """Sending cannot start as configured; raised before any request."""
+class ConfigurationError(AmpPandasError, ValueError):
+    """Sending cannot start as configured; raised before any request.
+
+    A :class:`ValueError` too, like :class:`ArgumentError`: both say a value given to
+    ``identify`` cannot work. (An unknown keyword is Python's own :class:`TypeError`.)
+    """
 
 
 class MissingApiKeyError(ConfigurationError):

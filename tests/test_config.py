@@ -183,9 +183,12 @@ def test_option_values_are_normalised() -> None:
     assert s.throttle_budget == math.inf
 
 
-def test_unknown_option_suggests_the_close_one() -> None:
-    with pytest.raises(ConfigurationError, match="'batchsize' .did you mean 'batch_size'"):
+def test_unknown_option_is_a_type_error_that_suggests_the_close_one() -> None:
+    # An unknown keyword is a TypeError, as for any Python function (preview.send() takes
+    # its options through here).
+    with pytest.raises(TypeError, match="'batchsize' .did you mean 'batch_size'") as info:
         resolve_settings(batchsize=10)
+    assert not isinstance(info.value, ConfigurationError)
 
 
 def test_session_must_be_a_session() -> None:

@@ -229,7 +229,6 @@ BAD_CALLS = {
     "malformed endpoint": ({"server_url": "ftp://example.com/identify"}, ConfigurationError),
     "bad port": ({"server_url": "https://example.com:99999/identify"}, ConfigurationError),
     "unknown region": ({"region": "mars"}, ConfigurationError),
-    "unknown option": ({"batchsize": 10}, ConfigurationError),
     "bad option value": ({"timeout": -1}, ConfigurationError),
     "bad session": ({"session": object()}, ConfigurationError),
 }
