@@ -18,7 +18,8 @@ import responses
 
 from amp_pandas._config import SendSettings, resolve_settings
 from amp_pandas._plan import Plan
-from amp_pandas._send import KEY_REJECTED, send_plan
+from amp_pandas._amplitude import KEY_REJECTED
+from amp_pandas._send import send_plan
 from amp_pandas.errors import (
     AuthenticationError,
     InterruptedSendWarning,
