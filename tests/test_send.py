@@ -529,3 +529,30 @@ def test_a_boundary_found_in_the_body_is_replaced_in_body_and_header_alike() -> 
     assert body.endswith(b"--" + boundary + b"--\r\n")
     params, problem = parse_multipart(body, kind)  # what a server makes of it
     assert problem is None and params == {"api_key": KEY, "identification": array.decode()}
+
+
+# ---------------------------------------------------------------- the 1 MB request budget
+@pytest.mark.parametrize("batch_size", [1000, 2000])
+def test_requests_stay_under_the_1_mb_body_limit(sb: Sandbox, batch_size: int) -> None:
+    """Rows of ~2.5 KB: a request of ``batch_size`` rows would be 2.5-5 MB. Batching must cut
+    by bytes, so that Amplitude's 413 never happens (the sandbox holds the real 1 MB limit)."""
+    from amp_pandas._amplitude import MAX_BODY_BYTES
+
+    assert sb.faults["max_body_bytes"] == MAX_BODY_BYTES == 1_000_000
+    n, pad = 2000, "x" * 2500
+    ids = [
+        {"user_id": f"user-{i % 700:04d}", "user_properties": {"$set": {"row": i, "pad": pad}}}
+        for i in range(n)
+    ]
+    total = sum(len(str(i)) for i in ids)  # a rough lower bound of the JSON bytes
+    assert total > 4 * MAX_BODY_BYTES
+    result = send_plan(Plan.from_identifications(ids), settings(sb, batch_size=batch_size))
+    assert (result.status == "success").all()
+    records = sb.requests
+    assert [r.status for r in records] == [200] * len(records)  # no 413, nothing retried
+    assert max(r.bytes for r in records) < MAX_BODY_BYTES
+    assert sum(r.count for r in records) == n
+    # ... and the requests are full, not cut needlessly small: at most one more than needed
+    body = sum(r.bytes for r in records)
+    assert len(records) <= body // MAX_BODY_BYTES + 2
+    assert sorted(applied_rows(sb)) == list(range(n))
