@@ -99,15 +99,14 @@ class RowState:
             self._lane_end = np.zeros(int(lanes.max()) + 1 if len(lanes) else 0, dtype=np.int64)
             self._lane_end[lanes] = np.arange(1, len(lanes) + 1)  # the last write wins
         touched = self.sent_unanswered | self.maybe_applied | (self.status == SUCCESS)
-        lanes = plan.lane[rows]
-        out = np.zeros(len(rows), dtype=bool)
-        for lane in np.unique(lanes):
-            mine = lanes == lane
-            last = int(self._rank[rows[mine]].max())
-            later = plan.order[last + 1 : int(self._lane_end[lane])]
-            if touched[later].any():
-                out[mine] = True
-        return out
+        # Per lane of the request: are any rows after the request's last row of that lane (up
+        # to the lane's end, in send order) touched? Counted with a prefix sum over send order.
+        lanes, inverse = np.unique(plan.lane[rows], return_inverse=True)
+        last = np.full(len(lanes), -1, dtype=np.int64)
+        np.maximum.at(last, inverse, self._rank[rows])
+        before = np.concatenate(([0], np.cumsum(touched[plan.order], dtype=np.int64)))
+        hit = before[self._lane_end[lanes]] - before[last + 1] > 0
+        return hit[inverse]
 
     def request_rows(self, rows: np.ndarray, retries: int, *, ambiguous: bool) -> RequestRows:
         """The state of a request's rows as :func:`~amp_pandas._decide.decide` reads it.
