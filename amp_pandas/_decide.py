@@ -48,13 +48,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ._amplitude import AMBIGUOUS_STATUSES, KEY_REJECTED, RETRYABLE_STATUSES
 from ._transport import AMBIGUOUS, NOT_SENT, RESPONSE, Outcome
+
+if TYPE_CHECKING:
+    from ._config import SendSettings
 
 __all__ = [
     "FAILED",
@@ -113,7 +116,7 @@ class Policy:
     throttle_budget: float = 600.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Policy:
+    def from_settings(cls, settings: SendSettings) -> Policy:
         return cls(
             max_retries=settings.max_retries,
             retry_ambiguous=settings.retry_ambiguous,
@@ -244,12 +247,6 @@ class Decision:
     steps: tuple[Step, ...]
     maybe_applied: bool = False
     stop: tuple[int, str] | None = None
-
-    def step(self, action: str, status: str | None = None) -> list[Step]:
-        """The steps of one action (and status)."""
-        return [
-            s for s in self.steps if s.action == action and (status is None or s.status == status)
-        ]
 
 
 def may_have_been_applied(answer: Outcome) -> bool:

@@ -324,8 +324,9 @@ class _Sender:
             code = int(outcome.status or 0)
             state.http[rows] = code
             if not 200 <= code < 300 and outcome.body:
-                # Reasons quote the body: take the key out before anything reads it.
-                text = redact(outcome.body[:4096].decode("utf-8", "replace"), self._key)
+                # Reasons quote the body: take the key out before anything reads it. The whole
+                # body: a 429's list of throttled ids can be long.
+                text = redact(outcome.body.decode("utf-8", "replace"), self._key)
                 outcome = dataclasses.replace(outcome, body=text.encode())
         ambiguous = may_have_been_applied(outcome)
         decision = decide(

@@ -267,6 +267,21 @@ def test_throttle_budget_ends_rows_throttled(sb: Sandbox) -> None:
     assert "user-hot" not in sb.applied_counts().index
 
 
+def test_a_long_list_of_throttled_ids_is_read_whole(sb: Sandbox) -> None:
+    """A 429 naming 400 ids has a body of ~15 KB: only those ids pause, the others go at once."""
+    users = [f"user-with-a-rather-long-id-{i:05d}" for i in range(1000)]
+    hot = [u for i, u in enumerate(users) if i % 5 < 2]
+    sb.throttle(user_ids=hot, requests=1)
+    result = send_plan(
+        Plan.from_identifications(sets(users)),
+        settings(sb, batch_size=1000, max_workers=1, throttle_pause=0.2),
+    )
+    assert (result.status == "success").all()
+    records = sb.requests
+    assert [(r.status, r.count) for r in records] == [(429, 1000), (200, 600), (200, 400)]
+    assert {i["user_id"] for i in records[2].identifications} == set(hot)
+
+
 def test_429_without_a_list_of_ids_pauses_the_whole_request(sb: Sandbox) -> None:
     sb.throttle(user_ids=["user-hot"], requests=1, json_body=False)
     users = ["user-hot"] + [f"user-{i:03d}" for i in range(1, 30)]
