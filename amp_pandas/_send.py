@@ -31,7 +31,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 import numpy as np
 import pandas as pd
-import requests
 
 from ._config import SendSettings, require_key
 from ._decide import (
@@ -53,7 +52,7 @@ from ._result import STATUSES, build_result, not_succeeded_message
 from ._rowstate import RowState
 from ._schedule import Item, Scheduler
 from ._secret import MASK, redact
-from ._transport import AMBIGUOUS, RESPONSE, Outcome, new_session, post
+from ._transport import AMBIGUOUS, RESPONSE, Connection, Outcome, post
 from .errors import AuthenticationError, InterruptedSendWarning, RowsNotSucceededWarning
 
 __all__ = ["send_plan"]
@@ -179,21 +178,7 @@ class _Sender:
             plan, chunks, self.rows.done, s.batch_size, MAX_BODY_BYTES - overhead, s.throttle_pause
         )
         own_session = s.session is None
-        self.session: requests.Session = (
-            new_session(s.max_workers) if s.session is None else s.session
-        )
-        self.verify = getattr(self.session, "verify", True)
-        if self.verify is False or self.verify is None:
-            # TLS verification is never turned off: a key must not travel to an unverified host.
-            log.warning("The session has verify=False; amp_pandas sends with TLS verification on.")
-            self.verify = True
-        self.proxies: dict[str, str] | None = None
-        if own_session:
-            # What the environment says (proxy variables, REQUESTS_CA_BUNDLE), read once per
-            # send: requests would re-read it on every POST (~0.3 ms each, 0.3 µs per row).
-            env = self.session.merge_environment_settings(s.endpoint, {}, None, self.verify, None)
-            self.proxies, self.verify = env["proxies"], env["verify"]
-            self.session.trust_env = False
+        self.conn = Connection.open(s.session, s.endpoint, s.max_workers)
         executor = (
             ThreadPoolExecutor(max_workers=s.max_workers, thread_name_prefix="amp_pandas-send")
             if chunks
@@ -280,14 +265,15 @@ class _Sender:
     def _request(self, rows: np.ndarray) -> tuple[Outcome, int]:
         """Runs in a worker: encode one body, POST it. Touches no shared state."""
         body, kind = encode_request(self._key, self.plan.payload.json_array(rows), self.boundary)
+        conn = self.conn
         outcome = post(
-            self.session,
+            conn.session,
             self.settings.endpoint,
             body,
             content_type=kind,
             timeout=self.settings.timeout,
-            verify=self.verify,
-            proxies=self.proxies,
+            verify=conn.verify,
+            proxies=conn.proxies,
         )
         return outcome, len(body)
 
@@ -405,11 +391,11 @@ class _Sender:
 
     def _close_session_later(self) -> None:
         if not self.abandoned:
-            self.session.close()
+            self.conn.session.close()
             return
         # Close once the abandoned requests are over; closing under them would only turn
         # their (ignored) answers into errors.
-        futures, session = list(self.abandoned), self.session
+        futures, session = list(self.abandoned), self.conn.session
 
         def close() -> None:
             wait(futures)
