@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ._amplitude import AMBIGUOUS_STATUSES, KEY_REJECTED, RETRYABLE_STATUSES
+from ._amplitude import AMBIGUOUS_STATUSES, KEY_REJECTED, RETRYABLE_STATUSES, THROTTLE_PAUSE
 from ._transport import AMBIGUOUS, NOT_SENT, RESPONSE, Outcome
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Policy:
     retry_ambiguous: bool = False
     backoff: float = 0.5
     backoff_max: float = 30.0
-    throttle_pause: float = 15.0
+    throttle_pause: float = THROTTLE_PAUSE
     throttle_budget: float = 600.0
 
     @classmethod

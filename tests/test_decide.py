@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from amp_pandas._decide import Decision, Policy, RequestRows, decide, excerpt, throttled_ids
 from amp_pandas._transport import Outcome
@@ -453,3 +455,59 @@ def test_excerpt(body: bytes, expected: str) -> None:
 )
 def test_throttled_ids(body: bytes, users: set[str], devices: set[str]) -> None:
     assert throttled_ids(body) == (users, devices)
+
+
+# ---------------------------------------------------------------- per-lane order, as a class
+@st.composite
+def ambiguous_requests(draw: st.DrawFn) -> tuple[RequestRows, bool]:
+    """A request of 1-12 rows over 1-4 lanes (each lane's rows together, as chunk_rows cuts
+    them), random idempotency, random later rows outside the request, random prior attempts."""
+    sizes = draw(st.lists(st.integers(1, 4), min_size=1, max_size=4))
+    lane = [k for k, size in enumerate(sizes) for _ in range(size)]
+    n = len(lane)
+    later_lanes = draw(st.sets(st.integers(0, len(sizes) - 1)))
+    rows = RequestRows.of(
+        n,
+        lane=lane,
+        idempotent=draw(st.lists(st.booleans(), min_size=n, max_size=n)),
+        maybe_applied=draw(st.lists(st.booleans(), min_size=n, max_size=n)),
+        later_applied=[k in later_lanes for k in lane],
+        user_id=[f"user-{k}" for k in lane],
+        retries=draw(st.integers(0, 3)),
+    )
+    return rows, draw(st.booleans())
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(ambiguous_requests(), st.sampled_from([http(500), http(502), http(504), failure(
+    "ambiguous", "no answer within 30 s (read timeout)")]))
+def test_ambiguous_answers_keep_per_lane_order(case: tuple[RequestRows, bool], answer: Outcome
+                                              ) -> None:
+    rows, retry_ambiguous = case
+    policy = Policy(**{**POLICY.__dict__, "retry_ambiguous": retry_ambiguous})
+    decision = run(answer, rows, policy)
+    n = len(rows)
+    # The reference: walk each lane from its end. A row is retried when retries are left, it may
+    # be retried at all, and nothing after it in its lane stays applied-but-not-retried.
+    expected = set()
+    if rows.retries < policy.max_retries:
+        for lane in set(rows.lane.tolist()):
+            positions = [p for p in range(n) if rows.lane[p] == lane]
+            blocked = bool(rows.later_applied[positions[0]])
+            for p in reversed(positions):
+                allowed = retry_ambiguous or bool(rows.idempotent[p])
+                if allowed and not blocked:
+                    expected.add(p)
+                if not allowed:
+                    blocked = True
+    retried = [s for s in decision.steps if s.action == "retry"]
+    assert len(retried) <= 1  # the retried rows go again together, in one request
+    got = set(retried[0].rows.tolist()) if retried else set()
+    assert got == expected
+    if retried:
+        assert retried[0].rows.tolist() == sorted(got)  # in the request's (row) order
+    finals = [s for s in decision.steps if s.action == "final"]
+    assert all(s.status == "unknown" for s in finals)
+    ended = sorted(p for s in finals for p in s.rows.tolist())
+    assert ended == sorted(set(range(n)) - expected)
+    assert decision.maybe_applied and decision.stop is None
