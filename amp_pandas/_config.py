@@ -7,7 +7,6 @@ that says what to change, not half-way through a send.
 from __future__ import annotations
 
 import difflib
-import hmac
 import ipaddress
 import math
 import numbers
@@ -20,6 +19,7 @@ import requests
 
 from ._amplitude import ENDPOINTS
 from ._amplitude import MAX_IDENTIFICATIONS as MAX_BATCH_SIZE
+from ._secret import Secret
 from .errors import ConfigurationError, InsecureEndpointError, MissingApiKeyError
 
 __all__ = [
@@ -38,59 +38,6 @@ STANDARD_URL = ENDPOINTS["standard"]
 EU_URL = ENDPOINTS["eu"]
 REGIONS = ENDPOINTS
 API_KEY_ENV = "AMPLITUDE_API_KEY"
-
-_MASK = "••••"
-
-
-class Secret:
-    """An API key that never shows itself.
-
-    ``repr``, ``str`` and f-strings show at most the last four characters (none for keys
-    shorter than 12 characters); :meth:`reveal` returns the key for the request body.
-
-    Examples
-    --------
-    >>> key = Secret("0123456789abcdef01231a2b")
-    >>> key
-    Secret('•••• 1a2b')
-    >>> f"{key}", Secret("short").masked
-    ('•••• 1a2b', '••••')
-    >>> key.reveal()[-4:]
-    '1a2b'
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        if not isinstance(value, str):
-            raise TypeError(f"an API key must be a str, got {type(value).__name__}")
-        self._value = value
-
-    def reveal(self) -> str:
-        """The key itself. Only the request body should ever hold it."""
-        return self._value
-
-    @property
-    def masked(self) -> str:
-        """``"•••• 1a2b"`` (last four characters), or ``"••••"`` for keys under 12 characters."""
-        return f"{_MASK} {self._value[-4:]}" if len(self._value) >= 12 else _MASK
-
-    def __repr__(self) -> str:
-        return f"Secret({self.masked!r})"
-
-    def __str__(self) -> str:
-        return self.masked
-
-    def __format__(self, spec: str) -> str:
-        return format(self.masked, spec)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
-            return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
-
-    def __hash__(self) -> int:
-        return hash((Secret, self._value))
 
 
 def _is_int(value: Any) -> bool:

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ._amplitude import NON_IDEMPOTENT_OPERATIONS
+from ._encode import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES, body_overhead
 from ._payloads import Ids, Payloads, TextPayloads
 
-__all__ = ["Plan", "VALID", "INVALID", "SKIPPED", "compute_lanes"]
+__all__ = ["Plan", "VALID", "INVALID", "SKIPPED", "chunk_rows", "compute_lanes"]
 
 VALID: int = 0
 INVALID: int = 1
@@ -260,3 +261,56 @@ def compute_lanes(user_codes: np.ndarray, device_codes: np.ndarray, mask: np.nda
         label = new
     lane[pos] = pd.factorize(label)[0]
     return lane
+
+
+def chunk_rows(
+    plan: Plan,
+    rows: np.ndarray | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    overhead: int | None = None,
+) -> list[np.ndarray]:
+    """Cut rows (positions, in send order) into requests.
+
+    Each request holds at most ``batch_size`` identifications and its body stays under
+    ``max_body_bytes``. A lane (rows sharing an id) is kept inside one request when it fits, so
+    that requests rarely depend on each other; a lane longer than a request spans consecutive
+    requests, which the sender then sends one after another. A single identification larger than
+    the byte budget gets a request of its own (the server will answer 413 for it).
+
+    Examples
+    --------
+    >>> plan = Plan.from_identifications([{"user_id": f"user-{i % 3}"} for i in range(7)])
+    >>> [c.tolist() for c in chunk_rows(plan, batch_size=3)]
+    [[0, 3, 6], [1, 4], [2, 5]]
+    """
+    if rows is None:
+        rows = plan.order
+    n = len(rows)
+    if n == 0:
+        return []
+    budget = max_body_bytes - (body_overhead(64) if overhead is None else overhead)
+    sizes = plan.nbytes[rows] + 1  # each identification plus its comma / bracket
+    cum = np.concatenate(([0], np.cumsum(sizes)))
+    lanes = plan.lane[rows]
+    # position (within rows) where each row's lane run starts
+    starts_flag = np.empty(n, dtype=bool)
+    starts_flag[0] = True
+    starts_flag[1:] = lanes[1:] != lanes[:-1]
+    run_start = np.maximum.accumulate(np.where(starts_flag, np.arange(n), 0))
+    chunks: list[np.ndarray] = []
+    s = 0
+    while s < n:
+        end = min(s + batch_size, n)
+        by_bytes = int(np.searchsorted(cum, cum[s] + budget, side="right")) - 1
+        end = min(end, by_bytes)
+        if end <= s:
+            end = s + 1  # one oversized identification alone
+        elif end < n and lanes[end] == lanes[end - 1]:
+            start_of_lane = int(run_start[end - 1])
+            if start_of_lane > s:
+                end = start_of_lane
+        chunks.append(rows[s:end])
+        s = end
+    return chunks

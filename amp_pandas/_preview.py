@@ -11,8 +11,8 @@ import pandas as pd
 
 from ._config import SendSettings
 from ._convert import BadValue, json_text
-from ._encode import body_overhead, chunk_rows
-from ._plan import INVALID, SKIPPED, VALID, Plan
+from ._encode import body_overhead
+from ._plan import INVALID, SKIPPED, VALID, Plan, chunk_rows
 from ._spec import IdentifySpec, Literal
 
 __all__ = ["IdentifyPreview"]

@@ -16,6 +16,7 @@ says what the sender may assume about the request:
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -25,7 +26,9 @@ from typing import Any
 import requests
 import urllib3.exceptions as u3
 
-__all__ = ["Outcome", "new_session", "outcome_from_exception", "post"]
+__all__ = ["Connection", "Outcome", "new_session", "outcome_from_exception", "post"]
+
+log = logging.getLogger("amp_pandas")
 
 RESPONSE = "response"
 NOT_SENT = "not_sent"
@@ -67,6 +70,50 @@ def new_session(pool_maxsize: int) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The session one send uses, with the TLS and proxy settings every POST passes.
+
+    Build it with :meth:`open`.
+    """
+
+    session: requests.Session
+    verify: Any = True
+    proxies: dict[str, str] | None = None
+
+    @classmethod
+    def open(
+        cls, session: requests.Session | None, endpoint: str, pool_maxsize: int
+    ) -> Connection:
+        """The caller's ``session``, or a new one with a pool of ``pool_maxsize`` connections.
+
+        TLS verification is never turned off: a key must not travel to an unverified host, so
+        a session with ``verify=False`` is used with verification on. For a new session, what
+        the environment says (proxy variables, ``REQUESTS_CA_BUNDLE``) is read once here:
+        ``requests`` would re-read it on every POST (~0.3 ms each).
+
+        Examples
+        --------
+        >>> conn = Connection.open(None, "http://127.0.0.1:9/identify", 2)
+        >>> conn.verify is not False, conn.session.trust_env
+        (True, False)
+        >>> conn.session.close()
+        """
+        own = session is None
+        if session is None:
+            session = new_session(pool_maxsize)
+        verify = getattr(session, "verify", True)
+        if verify is False or verify is None:
+            log.warning("The session has verify=False; amp_pandas sends with TLS verification on.")
+            verify = True
+        proxies = None
+        if own:
+            env = session.merge_environment_settings(endpoint, {}, None, verify, None)
+            proxies, verify = env["proxies"], env["verify"]
+            session.trust_env = False
+        return cls(session, verify, proxies)
 
 
 def post(

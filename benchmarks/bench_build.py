@@ -38,7 +38,8 @@ METHODS = ("amp_pandas", "iterrows loop", "official SDK", "floor: json.dumps onl
 
 def amp_pandas_bodies(df: Any) -> int:
     """Build, check and encode every request body; return the body bytes."""
-    from amp_pandas._encode import body_overhead, chunk_rows, encode_body, new_boundary
+    from amp_pandas._encode import body_overhead, encode_body, new_boundary
+    from amp_pandas._plan import chunk_rows
 
     preview = df.amplitude.identify(**amp_pandas_mapping(), dry_run=True)
     plan = preview.plan

@@ -75,7 +75,8 @@ def send(
         )
     categories = [w.category for w in caught]
     bad = (result["status"] != "success").any()
-    assert categories == ([RowsNotSucceededWarning] if bad else []), [str(w.message) for w in caught]
+    expected = [RowsNotSucceededWarning] if bad else []
+    assert categories == expected, [str(w.message) for w in caught]
     return result
 
 
@@ -147,7 +148,8 @@ def test_retry_ambiguous_applies_every_row_at_least_once(
     assert summary(result) == {"success": N}
     assert (counts >= 1).all()
     twice = counts > 1  # what the user asked for: some non-idempotent rows applied twice
-    assert twice.any() and rows(df, twice) <= rows(df, by_marker(df, markers_in(sb.requests, {answered})))
+    ambiguous = by_marker(df, markers_in(sb.requests, {answered}))
+    assert twice.any() and rows(df, twice) <= rows(df, ambiguous)
 
 
 # ------------------------------------------------------------------------------------ timeouts

@@ -537,7 +537,7 @@ def test_hundred_thousand_rows() -> None:
     i = 12_345
     assert payloads[i]["user_properties"]["$add"]["n"] == df["n"].iloc[i]
     # batches of at most 1000, cut so that no user's rows straddle two requests
-    from amp_pandas._encode import chunk_rows
+    from amp_pandas._plan import chunk_rows
 
     chunks = chunk_rows(preview.plan)
     assert preview.summary["requests"] == len(chunks) in (100, 101, 102)

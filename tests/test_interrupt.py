@@ -43,7 +43,8 @@ def sb() -> Iterator[Sandbox]:
 
 
 def start_send(sb: Sandbox, out: Path, **options: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), sb.url, KEY, str(out), str(N), json.dumps(options)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

@@ -267,6 +267,21 @@ def test_throttle_budget_ends_rows_throttled(sb: Sandbox) -> None:
     assert "user-hot" not in sb.applied_counts().index
 
 
+def test_a_long_list_of_throttled_ids_is_read_whole(sb: Sandbox) -> None:
+    """A 429 naming 400 ids has a body of ~15 KB: only those ids pause, the others go at once."""
+    users = [f"user-with-a-rather-long-id-{i:05d}" for i in range(1000)]
+    hot = [u for i, u in enumerate(users) if i % 5 < 2]
+    sb.throttle(user_ids=hot, requests=1)
+    result = send_plan(
+        Plan.from_identifications(sets(users)),
+        settings(sb, batch_size=1000, max_workers=1, throttle_pause=0.2),
+    )
+    assert (result.status == "success").all()
+    records = sb.requests
+    assert [(r.status, r.count) for r in records] == [(429, 1000), (200, 600), (200, 400)]
+    assert {i["user_id"] for i in records[2].identifications} == set(hot)
+
+
 def test_429_without_a_list_of_ids_pauses_the_whole_request(sb: Sandbox) -> None:
     sb.throttle(user_ids=["user-hot"], requests=1, json_body=False)
     users = ["user-hot"] + [f"user-{i:03d}" for i in range(1, 30)]
@@ -529,3 +544,30 @@ def test_a_boundary_found_in_the_body_is_replaced_in_body_and_header_alike() -> 
     assert body.endswith(b"--" + boundary + b"--\r\n")
     params, problem = parse_multipart(body, kind)  # what a server makes of it
     assert problem is None and params == {"api_key": KEY, "identification": array.decode()}
+
+
+# ---------------------------------------------------------------- the 1 MB request budget
+@pytest.mark.parametrize("batch_size", [1000, 2000])
+def test_requests_stay_under_the_1_mb_body_limit(sb: Sandbox, batch_size: int) -> None:
+    """Rows of ~2.5 KB: a request of ``batch_size`` rows would be 2.5-5 MB. Batching must cut
+    by bytes, so that Amplitude's 413 never happens (the sandbox holds the real 1 MB limit)."""
+    from amp_pandas._amplitude import MAX_BODY_BYTES
+
+    assert sb.faults["max_body_bytes"] == MAX_BODY_BYTES == 1_000_000
+    n, pad = 2000, "x" * 2500
+    ids = [
+        {"user_id": f"user-{i % 700:04d}", "user_properties": {"$set": {"row": i, "pad": pad}}}
+        for i in range(n)
+    ]
+    total = sum(len(str(i)) for i in ids)  # a rough lower bound of the JSON bytes
+    assert total > 4 * MAX_BODY_BYTES
+    result = send_plan(Plan.from_identifications(ids), settings(sb, batch_size=batch_size))
+    assert (result.status == "success").all()
+    records = sb.requests
+    assert [r.status for r in records] == [200] * len(records)  # no 413, nothing retried
+    assert max(r.bytes for r in records) < MAX_BODY_BYTES
+    assert sum(r.count for r in records) == n
+    # ... and the requests are full, not cut needlessly small: at most one more than needed
+    body = sum(r.bytes for r in records)
+    assert len(records) <= body // MAX_BODY_BYTES + 2
+    assert sorted(applied_rows(sb)) == list(range(n))

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import _thread
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,9 +20,10 @@ import pandas as pd
 import pytest
 import responses
 
+from amp_pandas._amplitude import KEY_REJECTED
 from amp_pandas._config import SendSettings, resolve_settings
 from amp_pandas._plan import Plan
-from amp_pandas._send import KEY_REJECTED, send_plan
+from amp_pandas._send import send_plan
 from amp_pandas.errors import (
     AuthenticationError,
     InterruptedSendWarning,
@@ -112,6 +117,21 @@ def test_an_echoed_key_is_redacted_from_reasons() -> None:
 
 
 # ---------------------------------------------------------------- interrupt
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """SIGINT raises ``KeyboardInterrupt`` during the test, as in an interactive session.
+
+    Under ``nohup`` or in a background job SIGINT is inherited as ignored, and
+    ``_thread.interrupt_main()`` then does nothing: the tests that deliver a real SIGINT install
+    Python's default handler for their duration and put back what was there.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_after(successes: int) -> Any:
     fired = []
 
@@ -164,6 +184,7 @@ def test_interrupt_grace_lets_requests_in_flight_finish(sb: Sandbox) -> None:
     assert len(sb.requests) * 10 == len(positions(result, "success"))
 
 
+@pytest.mark.usefixtures("python_sigint")
 def test_a_real_ctrl_c_during_a_send(sb: Sandbox) -> None:
     """SIGINT delivered to the main thread while it waits for answers (not from a callback)."""
     sb.set_faults(latency=0.2)
@@ -206,6 +227,7 @@ def test_a_real_ctrl_c_during_a_send(sb: Sandbox) -> None:
         ({"rate_500_after_apply": 1.0}, "unknown", None),
     ],
 )
+@pytest.mark.usefixtures("python_sigint")
 def test_interrupt_after_retryable_outcomes(
     sb: Sandbox, fault: dict, status: str, reason: str | None
 ) -> None:
@@ -369,3 +391,52 @@ def test_a_broken_callback_does_not_break_the_send(
     assert (result.status == "success").all()
     assert len(calls) == 1  # not called again
     assert "progress callback failed" in caplog.text
+
+
+# ---------------------------------------------------------------- SIGINT handlers
+@pytest.mark.parametrize(
+    "handler",
+    [signal.SIG_IGN, signal.SIG_DFL, signal.default_int_handler, lambda signum, frame: None],
+    ids=["ignored", "os-default", "python-default", "custom"],
+)
+def test_a_send_leaves_the_sigint_handler_as_it_found_it(sb: Sandbox, handler: Any) -> None:
+    previous = signal.signal(signal.SIGINT, handler)
+    seen: list[Any] = []
+    try:
+        result = send_plan(
+            one_per_user(20),
+            settings(sb, batch_size=5),
+            progress_callback=lambda counts, waiting: seen.append(signal.getsignal(signal.SIGINT)),
+        )
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (result.status == "success").all()
+    assert after is handler
+    if handler is signal.default_int_handler:  # deferred to safe points while sending
+        assert seen and all(h is not handler for h in seen)
+    else:  # anything else is not touched
+        assert seen and all(h is handler for h in seen)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signal dispositions")
+def test_these_tests_pass_with_sigint_ignored(tmp_path: Any) -> None:
+    """As under ``nohup pytest &``: SIGINT ignored in the whole pytest process."""
+    code = (
+        "import signal, sys, pytest\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+        "sys.exit(pytest.main(sys.argv[1:]))\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [
+            sys.executable, "-c", code, "-p", "no:nbval", "-p", "no:cacheprovider",
+            "-o", "addopts=-ra --strict-markers", "-q", "-k", "not sigint_ignored",
+            os.path.abspath(__file__),
+        ],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
