@@ -27,9 +27,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ._exchange import RequestRecord
     from ._rules import KNOWN_OPERATIONS, TOP_LEVEL_FIELDS
+    from ._sandbox import DEFAULT_API_KEY, Sandbox
     from ._serve import serve
-    from ._server import DEFAULT_API_KEY, RequestRecord, Sandbox
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -42,9 +43,9 @@ __all__ = [
 
 # Imported on first use, so that importing the pytest plugin (a submodule) stays light.
 _HOMES = {
-    "Sandbox": "_server",
-    "RequestRecord": "_server",
-    "DEFAULT_API_KEY": "_server",
+    "Sandbox": "_sandbox",
+    "RequestRecord": "_exchange",
+    "DEFAULT_API_KEY": "_sandbox",
     "serve": "_serve",
     "KNOWN_OPERATIONS": "_rules",
     "TOP_LEVEL_FIELDS": "_rules",

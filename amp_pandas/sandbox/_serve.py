@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from ._server import DEFAULT_API_KEY, Sandbox
+from ._sandbox import DEFAULT_API_KEY, Sandbox
 
 __all__ = ["serve"]
 

@@ -1,4 +1,4 @@
-"""pytest plugin: the ``amplitude_sandbox`` fixture (registered through the ``pytest11`` entry point).
+"""pytest plugin: the ``amplitude_sandbox`` fixture (registered as a ``pytest11`` entry point).
 
 Importing this module stays light: the sandbox itself is imported only when the fixture is used.
 
