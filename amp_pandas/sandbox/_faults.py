@@ -103,9 +103,13 @@ def group_keys(groups: GroupsArgument | None, name: str) -> frozenset[GroupKey]:
         )
     keys: set[GroupKey] = set()
     for group_type, values in groups.items():
+        if not isinstance(group_type, str):
+            raise SandboxError(f"{name} group types must be strings")
+        if not isinstance(values, (str, Iterable)):
+            raise SandboxError(
+                f"{name} values must be strings or lists of strings, not {type(values).__name__}"
+            )
         for value in _id_set(values, f"{name} values"):
-            if not isinstance(group_type, str):
-                raise SandboxError(f"{name} group types must be strings")
             keys.add((group_type, value))
     return frozenset(keys)
 
