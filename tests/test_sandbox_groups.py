@@ -780,6 +780,7 @@ def test_invalid_group_identify_events_reject_the_request_and_say_which(sb: Sand
         group_event({"company": ""}, a=1),
         {**group_event({"company": "acme"}, a=1), "user_id": "abc"},
         group_event({f"t{n}": "v" for n in range(6)}, a=1),
+        group_event({"company": []}, a=1),
     ]
     response = send_v2(sb, events)
     assert response.status_code == 400
@@ -788,7 +789,7 @@ def test_invalid_group_identify_events_reject_the_request_and_say_which(sb: Sand
         "Invalid events: event 1: needs groups naming the group(s) to update "
         "(a $groupidentify event)"
     )
-    assert body["events_with_missing_fields"] == {"groups": [1]}
+    assert body["events_with_missing_fields"] == {"groups": [1, 6]}
     assert body["events_with_invalid_fields"] == {
         "group_properties": [2],
         "groups": [3, 5],

@@ -27,6 +27,7 @@ PATH = HTTP_V2_PATH
 METHODS = ("POST",)
 IDENTIFY_EVENT = "$identify"
 GROUP_IDENTIFY_EVENT = "$groupidentify"
+_NO_GROUPS: list[GroupKey] = []  # shared, never changed: the groups of any other event
 
 
 def _groups_of(event: dict[str, Any]) -> list[GroupKey]:
@@ -74,7 +75,7 @@ def handle(exchange: Exchange, state: State) -> None:
     group_updates: list[GroupUpdate] = []
     groups_per_event: list[list[GroupKey]] = []
     for index, event in enumerate(events):
-        keys: list[GroupKey] = []
+        keys = _NO_GROUPS
         found: tuple[str, str] | None
         if type(event) is not dict:
             found = ("event", "is not a JSON object")

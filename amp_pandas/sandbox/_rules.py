@@ -567,6 +567,8 @@ def check_group_event(
     problem = check_groups(groups)
     if problem is not None:
         return problem
+    if all(type(values) is list and not values for values in groups.values()):
+        return "groups", "needs groups naming the group(s) to update (a $groupidentify event)"
     for group_type, values in groups.items():
         for group_value in [values] if type(values) is str else values:
             problem = check_group_identification(
