@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._exchange import JSON, TEXT, Exchange
-from ._faults import GroupKey
 from ._parse import content_type_of, parse_identification, parse_multipart, parse_urlencoded
+from ._rules import GroupKey
 from ._state import GroupUpdate, State
 
 __all__ = ["THROTTLED", "answer_throttled", "apply", "keep", "read_identifications"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from amp_pandas.errors import SandboxError
 
-from ._rules import MAX_GROUP_IDENTIFICATIONS, MAX_GROUP_PROPERTIES
+from ._rules import MAX_GROUP_IDENTIFICATIONS, MAX_GROUP_PROPERTIES, GroupKey
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -46,8 +46,6 @@ _SETTINGS = ("latency", *_RATES, "reject_ids", "reject_groups", *_LIMITS, "seed"
 
 #: Groups as users name them: ``{group_type: group_value or [group_values]}``.
 GroupsArgument = Mapping[str, str | Iterable[str]]
-#: ``(group_type, group_value)``.
-GroupKey = tuple[str, str]
 
 
 @dataclass

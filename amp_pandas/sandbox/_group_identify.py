@@ -23,11 +23,16 @@ from typing import Any
 
 from ._endpoint import answer_throttled, apply, read_identifications
 from ._exchange import TEXT, Exchange
-from ._faults import GroupKey
-from ._rules import GROUP_IDENTIFY_PATH, check_group_identification, count_group_properties
+from ._rules import (
+    GROUP_IDENTIFY_PATH,
+    GroupKey,
+    check_group_identification,
+    count_group_properties,
+)
+from ._server import Route
 from ._state import GroupUpdate, State
 
-__all__ = ["METHODS", "PATH", "handle"]
+__all__ = ["METHODS", "PATH", "ROUTE", "handle"]
 
 PATH = GROUP_IDENTIFY_PATH
 METHODS = ("POST",)
@@ -82,3 +87,6 @@ def handle(exchange: Exchange, state: State) -> None:
         return
     if apply(exchange, state, group_identifications=identifications, group_updates=updates):
         exchange.finish(200, b"success", TEXT)
+
+
+ROUTE = Route(PATH, METHODS, handle)

@@ -13,11 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from ._profiles import apply_properties, thaw
+from ._rules import GroupKey
 
-__all__ = ["GroupKey", "GroupStore"]
-
-#: ``(group_type, group_value)``.
-GroupKey = tuple[str, str]
+__all__ = ["GroupStore"]
 
 
 class GroupStore:

@@ -16,12 +16,18 @@ from typing import Any
 
 from ._endpoint import answer_throttled, apply, keep
 from ._exchange import JSON, Exchange
-from ._faults import GroupKey
 from ._parse import parse_json
-from ._rules import HTTP_V2_PATH, MIN_ID_LENGTH, check_group_event, check_identification
+from ._rules import (
+    HTTP_V2_PATH,
+    MIN_ID_LENGTH,
+    GroupKey,
+    check_group_event,
+    check_identification,
+)
+from ._server import Route
 from ._state import GroupUpdate, State
 
-__all__ = ["GROUP_IDENTIFY_EVENT", "IDENTIFY_EVENT", "METHODS", "PATH", "handle"]
+__all__ = ["GROUP_IDENTIFY_EVENT", "IDENTIFY_EVENT", "METHODS", "PATH", "ROUTE", "handle"]
 
 PATH = HTTP_V2_PATH
 METHODS = ("POST",)
@@ -131,3 +137,6 @@ def handle(exchange: Exchange, state: State) -> None:
         "server_upload_time": int(time.time() * 1000),
     }
     exchange.finish(200, json.dumps(answer).encode(), JSON)
+
+
+ROUTE = Route(PATH, METHODS, handle)

@@ -13,9 +13,10 @@ from typing import Any
 from ._endpoint import answer_throttled, apply, read_identifications
 from ._exchange import TEXT, Exchange
 from ._rules import IDENTIFY_PATH, check_identification, first_invalid
+from ._server import Route
 from ._state import State
 
-__all__ = ["METHODS", "PATH", "handle"]
+__all__ = ["METHODS", "PATH", "ROUTE", "handle"]
 
 PATH = IDENTIFY_PATH
 METHODS = ("GET", "POST")
@@ -57,3 +58,6 @@ def invalid_message(identifications: list[Any], first: int, reject_ids: frozense
     if others:
         message += f" (and {others} more invalid identification{'s' if others > 1 else ''})"
     return message
+
+
+ROUTE = Route(PATH, METHODS, handle)

@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "GROUP_IDENTIFY_PATH",
+    "GroupKey",
     "GROUP_OPERATIONS",
     "HTTP_V2_PATH",
     "IDENTIFY_PATH",
@@ -120,6 +121,8 @@ MAX_GROUP_IDENTIFICATIONS = 1024
 #: Group properties in one ``/groupidentify`` request, counted over all its identifications
 #: (see :func:`count_group_properties`).
 MAX_GROUP_PROPERTIES = 1024
+#: A group, as the sandbox keys it: ``(group_type, group_value)``.
+GroupKey = tuple[str, str]
 
 Problem = tuple[str, str]
 

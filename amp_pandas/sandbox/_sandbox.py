@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, Self
 
 from amp_pandas.errors import SandboxError
 
-from . import _group_identify, _http_v2, _identify
 from ._exchange import RequestRecord
 from ._faults import (
     DEFAULT_MAX_BODY_BYTES,
@@ -24,6 +23,9 @@ from ._faults import (
     Faults,
     GroupsArgument,
 )
+from ._group_identify import ROUTE as GROUP_IDENTIFY_ROUTE
+from ._http_v2 import ROUTE as HTTP_V2_ROUTE
+from ._identify import ROUTE as IDENTIFY_ROUTE
 from ._rules import GROUP_IDENTIFY_PATH, HTTP_V2_PATH, IDENTIFY_PATH
 from ._server import Route, Server
 from ._state import State
@@ -36,11 +38,8 @@ __all__ = ["DEFAULT_API_KEY", "ROUTES", "RequestRecord", "Sandbox"]
 #: The sandbox's default API key. It is not a secret: it only opens this local sandbox.
 DEFAULT_API_KEY = "sandbox-key"
 
-#: Path → endpoint.
-ROUTES: dict[str, Route] = {
-    endpoint.PATH: Route(endpoint.METHODS, endpoint.handle)
-    for endpoint in (_identify, _group_identify, _http_v2)
-}
+#: The endpoints a sandbox serves.
+ROUTES: tuple[Route, ...] = (IDENTIFY_ROUTE, GROUP_IDENTIFY_ROUTE, HTTP_V2_ROUTE)
 
 
 class Sandbox:

@@ -17,7 +17,7 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
@@ -35,8 +35,9 @@ _DISCARD_LIMIT = 64 * 1024 * 1024
 
 
 class Route(NamedTuple):
-    """An endpoint: the methods it takes and the function that answers it."""
+    """An endpoint: its path, the methods it takes and the function that answers it."""
 
+    path: str
     methods: tuple[str, ...]
     handle: Callable[[Exchange, State], None]
 
@@ -118,8 +119,8 @@ class Server(ThreadingHTTPServer):
     ----------
     state : State
         The sandbox's state (faults, records, stores).
-    routes : mapping of str to Route
-        Path → endpoint.
+    routes : iterable of Route
+        The endpoints served.
     port : int
         The port to bind (0: a free one).
     """
@@ -129,9 +130,9 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
     allow_reuse_address = True
 
-    def __init__(self, state: State, routes: Mapping[str, Route], port: int) -> None:
+    def __init__(self, state: State, routes: Iterable[Route], port: int) -> None:
         self.state = state
-        self.routes = dict(routes)
+        self.routes = {route.path: route for route in routes}
         self.stopping = threading.Event()
         self._open: dict[socket.socket, threading.Thread] = {}
         self._open_lock = threading.Lock()
