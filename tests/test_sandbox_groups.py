@@ -864,3 +864,115 @@ def test_group_profiles_frame_is_a_dataframe_for_pandas_users(sb: Sandbox) -> No
     frame = sb.group_profiles()
     assert isinstance(frame, pd.DataFrame)
     assert frame.xs("company", level="group_type")["plan"].to_dict() == {"acme": "pro"}
+
+
+# -- any mix of valid and invalid group identifications: the status follows the rules ------------
+
+DOCUMENTED = ("$set", "$setOnce", "$add", "$append", "$prepend", "$unset")
+NAME_VALUES = st.one_of(
+    st.sampled_from(["company", "acme", "x", "x" * 1024]),  # valid
+    st.sampled_from(["", "x" * 1025]),  # invalid strings
+    st.one_of(st.none(), st.integers(), st.booleans(), st.lists(st.just("a"), max_size=1)),
+)
+PROPERTY_BODIES = st.one_of(
+    st.none(),
+    GROUP_PROPERTIES,  # valid
+    st.dictionaries(  # any operation, documented or not, with numeric or text values
+        st.sampled_from([*DOCUMENTED, "$preInsert", "$postInsert", "$remove", "$clearAll", "p"]),
+        st.dictionaries(NAMES, st.one_of(st.integers(), st.just("t")), max_size=2),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from([[], "text", 3]),
+)
+
+
+def expected_valid(row: dict[str, Any]) -> bool:
+    """The documented rules, re-stated independently of the sandbox's code."""
+    for name in ("group_type", "group_value"):
+        value = row.get(name)
+        if not isinstance(value, str) or not 1 <= len(value) <= 1024:
+            return False
+    props = row.get("group_properties")
+    if props is None:
+        return True
+    if not isinstance(props, dict):
+        return False
+    operations = [key for key in props if key.startswith("$")]
+    if operations and len(operations) != len(props):
+        return False
+    for operation in operations:
+        if operation not in DOCUMENTED or not isinstance(props[operation], dict):
+            return False
+        if operation == "$add" and not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool)
+            for v in props[operation].values()
+        ):
+            return False
+    return True
+
+
+ROWS = st.lists(
+    st.fixed_dictionaries(
+        {"group_type": NAME_VALUES, "group_value": NAME_VALUES},
+        optional={"group_properties": PROPERTY_BODIES},
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(
+    derandomize=True,
+    max_examples=80,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=ROWS)
+def test_a_request_is_applied_whole_exactly_when_every_row_follows_the_rules(
+    _server: Sandbox, rows: list[dict[str, Any]]
+) -> None:
+    sb = _server
+    sb.reset()
+    response = post(sb, rows)
+    if all(expected_valid(row) for row in rows):
+        assert response.status_code == 200, response.text
+        assert sb.group_applied == rows
+    else:
+        assert response.status_code == 400
+        first = next(index for index, row in enumerate(rows) if not expected_valid(row))
+        assert error_of(response).startswith(f"identification {first}: ")
+        assert sb.group_applied == [] and sb.group_profiles().empty
+
+
+@settings(
+    derandomize=True,
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(steps=STEPS)
+def test_group_and_user_properties_change_alike(
+    _server: Sandbox, steps: list[tuple[tuple[str, str], dict[str, Any]]]
+) -> None:
+    sb = _server
+    sb.reset()
+    rows = [
+        {"group_type": kind, "group_value": value, "group_properties": props}
+        for (kind, value), props in steps
+    ]
+    users = [
+        {"user_id": f"user-{kind}-{value}", "user_properties": props}
+        for (kind, value), props in steps
+    ]
+    assert post(sb, rows).status_code == 200
+    response = requests.post(
+        sb.url,
+        data={"api_key": sb.api_key, "identification": json.dumps(users)},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200
+    for kind, value in {key for key, _props in steps}:
+        assert sb.group_profile(kind, value) == sb.profile(f"user-{kind}-{value}")
