@@ -1,4 +1,4 @@
-"""A local, Amplitude-compatible Identify API: the demo, tests and notebooks need no account.
+"""A local stand-in for Amplitude's Identify and Group Identify APIs: no account needed.
 
 :class:`Sandbox` is a real HTTP server on ``127.0.0.1`` that answers ``/identify`` and
 ``/groupidentify`` (and the ``$identify`` and ``$groupidentify`` events of ``/2/httpapi``) by
