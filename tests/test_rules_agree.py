@@ -91,3 +91,61 @@ def test_id_length_bounds_accepted_by_both(value: str) -> None:
         user_id="uid", set={"p": amp_pandas.literal(1)}, dry_run=True
     )
     assert preview.summary["invalid"] == 0
+
+
+# --- Group Identify ---------------------------------------------------------------------------
+
+#: Written out here from Amplitude's Group Identify documentation.
+DOCUMENTED_GROUP_OPERATIONS = {"$set", "$setOnce", "$add", "$append", "$prepend", "$unset"}
+#: Documented for user properties only.
+USER_ONLY_OPERATIONS = {"$preInsert", "$postInsert", "$remove"}
+
+
+def test_group_operations_agree() -> None:
+    client_ops = {*client.GROUP_OPERATIONS.values(), client.UNSET}
+    assert client_ops == set(sandbox.GROUP_OPERATIONS) == DOCUMENTED_GROUP_OPERATIONS
+    assert set(client.OPERATIONS.values()) - client_ops == USER_ONLY_OPERATIONS
+    assert set(sandbox.KNOWN_OPERATIONS) - set(sandbox.GROUP_OPERATIONS) == {
+        *USER_ONLY_OPERATIONS,
+        "$clearAll",
+    }
+
+
+@pytest.mark.parametrize("operation", sorted(USER_ONLY_OPERATIONS | {"$clearAll"}))
+def test_user_only_operations_are_refused_for_groups(operation: str) -> None:
+    problem = sandbox.check_group_properties({operation: {"tags": "a"}})
+    assert problem is not None
+    assert problem[1].startswith(f"{operation} is not documented for group properties")
+
+
+@pytest.mark.parametrize("operation", sorted(DOCUMENTED_GROUP_OPERATIONS))
+def test_documented_group_operations_are_accepted(operation: str) -> None:
+    assert sandbox.check_group_properties({operation: {"n": 1}}) is None
+
+
+def test_group_limits_agree() -> None:
+    assert (
+        client.MAX_GROUP_IDENTIFICATIONS
+        == sandbox.MAX_GROUP_IDENTIFICATIONS
+        == sandbox_faults.DEFAULT_MAX_GROUP_IDENTIFICATIONS
+        == 1024
+    )
+    assert (
+        client.MAX_GROUP_PROPERTIES
+        == sandbox.MAX_GROUP_PROPERTIES
+        == sandbox_faults.DEFAULT_MAX_GROUP_PROPERTIES
+        == 1024
+    )
+
+
+@pytest.mark.parametrize("length", [1024, 1025])
+def test_group_type_and_value_length_agree(length: int) -> None:
+    accepted = length <= client.MAX_ID_LENGTH
+    for field in ("group_type", "group_value"):
+        identification = {"group_type": "company", "group_value": "acme", field: "x" * length}
+        assert (sandbox.check_group_identification(identification) is None) is accepted
+
+
+def test_paths_agree() -> None:
+    assert client.IDENTIFY_PATH == sandbox.IDENTIFY_PATH == "/identify"
+    assert client.GROUP_IDENTIFY_PATH == sandbox.GROUP_IDENTIFY_PATH == "/groupidentify"

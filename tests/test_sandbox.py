@@ -843,8 +843,11 @@ def test_reset_clears_profiles_records_and_faults(sb: Sandbox) -> None:
         "rate_500_after_apply": 0.0,
         "rate_drop_after_apply": 0.0,
         "reject_ids": frozenset(),
+        "reject_groups": frozenset(),
         "max_body_bytes": 1_000_000,
         "max_identifications": 2000,
+        "max_group_identifications": 1024,
+        "max_group_properties": 1024,
         "throttles": 0,
     }
     assert post(sb, [ident("user-1"), ident("user-poison")]).status_code == 200

@@ -107,7 +107,8 @@ def test_plugin_is_registered_in_pyproject_and_imports_light() -> None:
     completed = run_python(
         "import sys, amp_pandas.sandbox.pytest_plugin as p; "
         "print(hasattr(p, 'amplitude_sandbox'), "
-        "[m for m in ('amp_pandas.sandbox._server', 'http.server') if m in sys.modules])"
+        "[m for m in ('amp_pandas.sandbox._server', 'amp_pandas.sandbox._sandbox', "
+        "'amp_pandas.sandbox._group_identify', 'http.server') if m in sys.modules])"
     )
     assert completed.stdout.strip() == "True []", completed.stderr
 
@@ -150,6 +151,7 @@ def test_serve_runs_until_ctrl_c_and_prints_how_to_use_it() -> None:
         url = next(line.split()[-1] for line in lines if "Identify endpoint" in line)
         assert url.startswith("http://127.0.0.1:") and url.endswith("/identify")
         assert url.replace("/identify", "/2/httpapi") in text
+        assert url.replace("/identify", "/groupidentify") in text
         assert "sandbox-key" in text and "curl" in text
         response = requests.post(
             url,

@@ -34,7 +34,7 @@ from typing import Any
 
 from ._rules import TOP_LEVEL_FIELDS
 
-__all__ = ["ProfileStore"]
+__all__ = ["ProfileStore", "apply_properties", "thaw"]
 
 _MAX_STRING = 1024
 _FIELDS = frozenset(TOP_LEVEL_FIELDS)
@@ -57,14 +57,23 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _thaw(value: Any) -> Any:
-    """A stored value back as JSON: tuples become lists; a fresh copy of every container."""
+def thaw(value: Any) -> Any:
+    """A stored value back as JSON: tuples become lists; a fresh copy of every container.
+
+    Examples
+    --------
+    >>> thaw({"tags": ("a", ("b",))})
+    {'tags': ['a', ['b']]}
+    """
     kind = type(value)
     if kind is tuple:
-        return [_thaw(item) for item in value]
+        return [thaw(item) for item in value]
     if kind is dict:
-        return {name: _thaw(item) for name, item in value.items()}
+        return {name: thaw(item) for name, item in value.items()}
     return value
+
+
+_thaw = thaw
 
 
 def _values(value: Any) -> list[Any]:
@@ -214,6 +223,29 @@ def _by_rank(item: tuple[str, Any]) -> int:
     return _RANK[item[0]]
 
 
+def apply_properties(props: dict[str, Any], properties: dict[str, Any]) -> None:
+    """Apply one validated properties object to a profile's stored properties, in place.
+
+    ``properties`` is either flat (a ``$set`` of the whole object) or only operations, which run
+    in the order of the module docstring. This is the plain (not inlined) path; the group
+    profiles use it, so group properties follow exactly the user-property semantics above.
+
+    Examples
+    --------
+    >>> props = {"seats": 3}
+    >>> apply_properties(props, {"$append": {"tags": "a"}, "$add": {"seats": 2}})
+    >>> thaw(props)
+    {'seats': 5, 'tags': ['a']}
+    """
+    if not properties:
+        return
+    if any(key[:1] != "$" for key in properties):
+        _set(props, properties)
+        return
+    for operation, body in sorted(properties.items(), key=_by_rank):
+        _OPERATIONS[operation](props, body)
+
+
 class ProfileStore:
     """Profiles keyed by user (or device), device→user links and applied counts.
 
@@ -237,7 +269,7 @@ class ProfileStore:
 
     def profile(self, key: str) -> dict[str, Any]:
         """A copy of one profile with list values as lists (``{}`` if there is none)."""
-        return _thaw(self.profiles.get(key, {}))  # type: ignore[no-any-return]
+        return _thaw(self.profiles.get(key, {}))
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """A copy of every profile, keyed by profile key, with list values as lists."""

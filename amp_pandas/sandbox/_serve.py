@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from ._server import DEFAULT_API_KEY, Sandbox
+from ._sandbox import DEFAULT_API_KEY, Sandbox
 
 __all__ = ["serve"]
 
@@ -44,6 +44,7 @@ def serve(port: int = 0, api_key: str = DEFAULT_API_KEY, out: TextIO | None = No
             "amp_pandas sandbox: a local stand-in for Amplitude's Identify API",
             f"  Identify endpoint: {sandbox.url}",
             f"  HTTP V2 endpoint:  {sandbox.http_v2_url}",
+            f"  Group Identify endpoint: {sandbox.group_url}",
             f"  API key:           {shown_key}"
             + ("" if api_key == DEFAULT_API_KEY else " (not echoed)"),
             "Send identifications to the Identify endpoint with that key, for example:",
@@ -65,9 +66,15 @@ def serve(port: int = 0, api_key: str = DEFAULT_API_KEY, out: TextIO | None = No
         except KeyboardInterrupt:
             pass
     counts = sandbox.applied_counts()
+    group_counts = sandbox.group_applied_counts()
+    groups = (
+        f" and {int(group_counts.sum())} group identifications to {len(group_counts)} groups"
+        if len(group_counts)
+        else ""
+    )
     print(
         f"Sandbox stopped: {len(sandbox.requests)} requests, {int(counts.sum())} "
-        f"identifications applied to {len(counts)} profiles.",
+        f"identifications applied to {len(counts)} profiles{groups}.",
         file=stream,
         flush=True,
     )

@@ -1,4 +1,4 @@
-"""pytest plugin: the ``amplitude_sandbox`` fixture (registered through the ``pytest11`` entry point).
+"""pytest plugin: the ``amplitude_sandbox`` fixture (registered as a ``pytest11`` entry point).
 
 Importing this module stays light: the sandbox itself is imported only when the fixture is used.
 
@@ -41,8 +41,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def amplitude_sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     """A started local Amplitude sandbox, stopped after the test.
 
-    Its ``url`` is the Identify endpoint and ``api_key`` the key it accepts; read results with
-    ``profiles()``, ``profile(key)``, ``applied_counts()``, ``requests`` and ``applied``.
+    Its ``url`` is the Identify endpoint, ``group_url`` the Group Identify endpoint and
+    ``api_key`` the key it accepts; read results with ``profiles()``, ``profile(key)``,
+    ``applied_counts()``, ``group_profiles()``, ``group_profile(group_type, group_value)``,
+    ``requests`` and ``applied``.
     """
     from amp_pandas.sandbox import Sandbox
 
