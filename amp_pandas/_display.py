@@ -154,7 +154,11 @@ def widget_wanted(
 
 
 # ---------------------------------------------------------------------- plain values
-_NUMPY_REPR = re.compile(r"\b(?:np|numpy)\.[A-Za-z]\w*\(((?:[^()]|\([^()]*\))*)\)")
+_NUMPY_REPR = re.compile(
+    r"\b(?:np|numpy)\.[A-Za-z]\w*\("
+    r"""((?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|[^()'"]|\([^()]*\))*)"""
+    r"\)"
+)
 _NUMPY_BOOL = re.compile(r"\b(?:np|numpy)\.(True|False)_")
 
 
@@ -192,7 +196,7 @@ _VALUE_PATTERN = (
     r"""|"(?:[^"\\\n]|\\.)*\""""
     r"""|['"][^'"\n]*?\.\.\."""
     r"""|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b"""
-    r"""|(?:nan|NaN|inf|Infinity|None|True|False|NaT)\b"""
+    r"""|[-+]?(?:nan|NaN|inf|Infinity)\b|(?:None|True|False|NaT)\b"""
     r""")"""
 )
 _VALUE = re.compile(_VALUE_PATTERN, re.ASCII)

@@ -9,6 +9,8 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import amp_pandas  # noqa: F401  (registers df.amplitude)
 from amp_pandas import IdentifyPreview, _display
@@ -199,6 +201,7 @@ def test_a_kind_column_is_used_when_the_problems_have_one() -> None:
         ("user_id 'n/a' is on Amplitude's list", "user_id … is on Amplitude's list"),
         ('got str "it\'s"', "got str …"),
         ("got float nan; Decimal 1E+400 too", "got float …; Decimal … too"),
+        ("got float -inf or +Infinity", "got float … or …"),
         ("got -5 and +2.5e-3 in utf-8 and $add", "got … and … in utf-8 and $add"),
         ("got np.float64(1.5) in [np.int64(1), np.int64(2)]", "got … in […, …]"),
         ("no usable id: 'uid' missing in this row", "no usable id: … missing in this row"),
@@ -290,3 +293,30 @@ def test_result_summary_leads_with_colored_counts_then_the_rows_not_succeeded() 
     ok = build_result(pd.RangeIndex(2), np.zeros(2, dtype=int), np.full(2, 200),
                       np.full(2, None, dtype=object), np.ones(2, dtype=int))
     assert "did not succeed" not in _display.result_summary_html(ok)
+
+
+@settings(derandomize=True, max_examples=150, deadline=None)
+@given(
+    value=st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(-(10**20), 10**20),
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
+    ),
+    numpy=st.booleans(),
+)
+def test_a_value_of_any_kind_is_taken_out_of_the_message(value: object, numpy: bool) -> None:
+    """Messages that differ only in a cell's repr (as the build writes them: ``{v!r}``, also
+    a numpy scalar's) have the same kind."""
+    if numpy:
+        value = np.float64(value) if isinstance(value, float) else np.str_(value)
+        if isinstance(value, np.str_) and not str(value):
+            value = np.str_("x")
+    message = f"plan {value!r} is not allowed here; fix the row"
+    kind = "plan … is not allowed here; fix the row"
+    assert _display.problem_kind(message) == kind
+    # the vectorized grouping (pyarrow's regular expressions) agrees with it
+    other = "plan 'another value' is not allowed here; fix the row"
+    problems = problems_frame([(1, "plan", "error", message), (2, "plan", "error", other)])
+    assert _display.problem_groups(problems)[["problem", "count"]].values.tolist() == (
+        [[kind, 2]] if message != other else [[message, 2]]
+    )

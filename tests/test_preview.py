@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import amp_pandas  # noqa: F401  (registers df.amplitude)
 from amp_pandas import IdentifyPreview
@@ -191,3 +193,24 @@ def test_a_send_stopped_by_a_rejected_key_counts_as_sent() -> None:
         assert preview.sent and preview.result is info.value.result
         with pytest.raises(AlreadySentError):
             preview.send(progress=False)
+
+
+# ----------------------------------------------------------------- as a sequence, any key
+_SEVEN = numbered(7)
+_SEVEN.loc[[2, 5], "uid"] = ["null", "n/a"]  # two rows not sent: positions count sent rows
+_SENT = [expected(i) for i in (0, 1, 3, 4, 6)]
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(
+    start=st.none() | st.integers(-8, 8),
+    stop=st.none() | st.integers(-8, 8),
+    step=st.none() | st.integers(-3, 3).filter(bool),
+    position=st.integers(-5, 4),
+)
+def test_indexing_and_slicing_agree_with_a_list(
+    start: int | None, stop: int | None, step: int | None, position: int
+) -> None:
+    payloads = dry(_SEVEN).payloads
+    assert payloads[start:stop:step] == _SENT[start:stop:step]
+    assert payloads[position] == _SENT[position]
