@@ -182,6 +182,17 @@ class IdentifyPreview:
         The one way to read what will be sent: ``preview.payloads[0]``,
         ``preview.payloads[:5]`` (a list), ``len(preview.payloads)``, ``list(preview.payloads)``.
         See :class:`PreviewPayloads`.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import amp_pandas
+        >>> df = pd.DataFrame({"uid": ["user-1", "user-2"], "n": [1, 2]})
+        >>> preview = df.amplitude.identify(user_id="uid", add=["n"], dry_run=True)
+        >>> len(preview.payloads), preview.payloads[-1]
+        (2, {'user_id': 'user-2', 'user_properties': {'$add': {'n': 2}}})
+        >>> preview.payloads[:1]
+        [{'user_id': 'user-1', 'user_properties': {'$add': {'n': 1}}}]
         """
         return PreviewPayloads(self._plan)
 
