@@ -1,16 +1,24 @@
-"""Text and HTML views of a preview, and the choice between them and the widget.
+"""Rendering: the text and HTML views of a preview and of a result, and the widget's pieces.
 
-``IdentifyPreview`` displays itself through :func:`preview_mimebundle`:
+The one place that turns data into something to read. The preview
+(:mod:`amp_pandas._preview`) and the result (:mod:`amp_pandas._result`) hold data and call this
+module for their ``repr`` and HTML; the widget (:mod:`amp_pandas._widget`) builds its parts from
+it. This module imports neither the preview nor the widget (the preview's type is named for type
+checkers only), so the imports flow one way::
 
-* in a Jupyter kernel with ipywidgets installed: the interactive widget of
-  :mod:`amp_pandas._widget` (with this module's HTML and text as the fallback other
-  frontends, GitHub and nbval see);
-* in a Jupyter kernel without ipywidgets: the HTML table and the text, both with a one-line
-  hint on installing the ``notebook`` extra;
-* elsewhere (a terminal, a log): the text.
+    _preview ──► _widget ──► _display ──► _plan, _status
+        └────────────────────────┘
+    _result ──► _display
 
-ipywidgets is imported only in the first case, when a preview is actually shown. Nothing here
-ever holds the API key: the key appears only as ``preview.key_status`` (masked).
+A preview chooses its view in a Jupyter kernel: the widget when ipywidgets can be imported
+(:func:`widget_wanted`), else :func:`static_mimebundle` with a one-line install hint.
+
+Problems are shown grouped by *kind*: the message without the values that differ from row to row
+(:func:`problem_kind`), with a count and a few example rows and their values, so that half a
+million distinct messages read as a handful of lines. Values are shown in plain form
+(``100000.5``, never ``np.float64(100000.5)``).
+
+Nothing here ever holds the API key: the key appears only as ``preview.key_status`` (masked).
 """
 
 from __future__ import annotations
@@ -18,32 +26,60 @@ from __future__ import annotations
 import html
 import importlib.util
 import json
+import re
 import sys
-from collections.abc import Container
+import weakref
+from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+
+from ._plan import STATE_NAMES, VALID
+from ._status import STATUSES, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._preview import IdentifyPreview
 
 __all__ = [
     "INSTALL_HINT",
+    "STYLE",
     "WIDGET_MIME",
+    "counts_text",
+    "header_html",
+    "in_kernel",
+    "operations_html",
     "payload_text",
+    "plain",
     "preview_html",
-    "preview_mimebundle",
+    "preview_problem_groups",
     "preview_text",
     "problem_groups",
+    "problem_kind",
+    "problems_html",
+    "reason_groups",
+    "result_html",
     "result_summary_html",
+    "result_text",
+    "row_caption",
     "send_blocker",
+    "static_mimebundle",
+    "status_badges",
+    "widget_wanted",
+    "widgets_installed",
 ]
 
 INSTALL_HINT = (
     'For the interactive preview with a Send button: pip install "amp_pandas[notebook]"'
 )
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-_MAX_GROUP_ROWS = 8
+#: Example rows shown per problem kind or reason.
+EXAMPLES = 3
+#: Problem kinds listed in the text view (the HTML and the widget list up to ``HTML_GROUPS``).
+TEXT_GROUPS = 20
+HTML_GROUPS = 100
+_MAX_REASON_GROUPS = 10
+_MAX_REASON_CHARS = 160
 
 #: Shared by every HTML view (the static table and the widget's parts); scoped by class.
 STYLE = """<style>
@@ -57,13 +93,22 @@ STYLE = """<style>
 </style>"""
 
 _HEADER_COLORS = {"invalid": "#cf222e", "skipped": "#6e7781", "warnings": "#9a6700"}
+STATUS_COLORS = {
+    "success": "#1a7f37",
+    "invalid": "#bc4c00",
+    "skipped": "#6e7781",
+    "failed": "#cf222e",
+    "throttled": "#8250df",
+    "unknown": "#9a6700",
+    "not_sent": "#57606a",
+}
 
 
-def _fmt_bytes(n: int) -> str:
+def _fmt_bytes(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
+        n /= 1000
     return f"{n} B"  # pragma: no cover
 
 
@@ -88,43 +133,306 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-# ---------------------------------------------------------------------- pieces
-def problem_groups(problems: pd.DataFrame) -> pd.DataFrame:
-    """Problems grouped by (severity, column, message): count and the first row labels.
+def widget_wanted(
+    include: Container[str] | None = None, exclude: Container[str] | None = None
+) -> bool:
+    """Whether a preview should show its widget: in a kernel, asked for, ipywidgets importable.
 
-    Errors first, then warnings; within a severity, the largest groups first.
+    ipywidgets is imported here (late: only when a preview is shown in a kernel).
+    """
+    if not in_kernel():
+        return False
+    if include is not None and WIDGET_MIME not in include:
+        return False
+    if exclude is not None and WIDGET_MIME in exclude:
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- plain values
+_NUMPY_REPR = re.compile(
+    r"\b(?:np|numpy)\.[A-Za-z]\w*\("
+    r"""((?:'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|[^()'"]|\([^()]*\))*)"""
+    r"\)"
+)
+_NUMPY_BOOL = re.compile(r"\b(?:np|numpy)\.(True|False)_")
+
+
+def plain(text: Any) -> str:
+    """``text`` with numpy scalars' reprs in plain form: ``np.float64(1.5)`` becomes ``1.5``.
+
+    Examples
+    --------
+    >>> plain("an id must be a whole number, got float np.float64(100000.5)")
+    'an id must be a whole number, got float 100000.5'
+    >>> plain("got np.str_('a') and np.True_")
+    "got 'a' and True"
+    """
+    text = "" if text is None else str(text)
+    if "np." not in text and "numpy." not in text:
+        return text
+    return _NUMPY_BOOL.sub(r"\1", _NUMPY_REPR.sub(r"\1", text))
+
+
+def _label(value: Any) -> str:
+    """A row label in plain form: ``17``, ``'u-3'`` (never ``np.int64(17)``)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return plain(repr(value))
+
+
+# ---------------------------------------------------------------------- problem kinds
+#: The values a message may carry (group 2), after a character that is not part of a word
+#: (group 1): quoted reprs (also cut short with ``...``), numbers, and the special values. An
+#: apostrophe inside a word is not a quote. Written for both Python's ``re`` (ASCII) and RE2
+#: (pyarrow), which has no look-behind.
+_VALUE_PATTERN = (
+    r"""(^|[^\w'"$.+-])("""
+    r"""'(?:[^'\\\n]|\\.)*'"""
+    r"""|"(?:[^"\\\n]|\\.)*\""""
+    r"""|['"][^'"\n]*?\.\.\."""
+    r"""|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b"""
+    r"""|[-+]?(?:nan|NaN|inf|Infinity)\b|(?:None|True|False|NaT)\b"""
+    r""")"""
+)
+_VALUE = re.compile(_VALUE_PATTERN, re.ASCII)
+_SLOT = "…"
+
+
+def _split(message: str) -> tuple[str, list[str]]:
+    """``(skeleton, values)``: the message with each value replaced by ``…``, and the values."""
+    values: list[str] = []
+    parts: list[str] = []
+    last = 0
+    for m in _VALUE.finditer(message):
+        parts.append(message[last : m.start(2)])
+        values.append(m.group(2))
+        last = m.end()
+    if not values:
+        return message, values
+    parts.append(message[last:])
+    return _SLOT.join(parts), values
+
+
+def _plain_and_skeletons(messages: np.ndarray) -> tuple[Any, np.ndarray]:
+    """Per message: its :func:`plain` text (a sequence, read item by item) and a code per
+    distinct skeleton (values replaced by ``…``), vectorized with pyarrow's regular expressions
+    when pyarrow is there."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:  # pragma: no cover - pyarrow comes with the supported pandas setups
+        texts = [plain(m) for m in messages]
+        codes, _ = pd.factorize(pd.Series([_split(t)[0] for t in texts], dtype=object))
+        return texts, codes
+    arr = pa.array(messages, type=pa.large_string(), from_pandas=True)
+    has_np = pc.match_substring_regex(arr, r"\b(?:np|numpy)\.")
+    if pc.any(has_np).as_py():
+        fixed = pc.replace_substring_regex(arr, _NUMPY_REPR.pattern, r"\1")
+        fixed = pc.replace_substring_regex(fixed, _NUMPY_BOOL.pattern, r"\1")
+        arr = pc.if_else(has_np, fixed, arr)
+    skeleton = pc.replace_substring_regex(arr, _VALUE_PATTERN, r"\1" + _SLOT)
+    codes = pc.dictionary_encode(skeleton).indices.to_numpy(zero_copy_only=False)
+    return _ArrowTexts(arr), codes.astype(np.int64)
+
+
+class _ArrowTexts:
+    """Items of an Arrow string array as ``str``, made one by one when read."""
+
+    def __init__(self, arr: Any) -> None:
+        self._arr = arr
+
+    def __getitem__(self, i: int) -> str:
+        return str(self._arr[int(i)].as_py())
+
+
+def _codes(values: Any) -> np.ndarray:
+    """Codes of ``values`` (missing values get a code too)."""
+    codes, _ = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=False)
+    return np.asarray(codes, dtype=np.int64)
+
+
+def problem_kind(message: str) -> str:
+    """The kind of a problem: its message (in plain form) without the values in it.
+
+    Examples
+    --------
+    >>> problem_kind("user_id 'n/a' is on Amplitude's list of rejected ids")
+    "user_id … is on Amplitude's list of rejected ids"
+    >>> problem_kind("an id must be a whole number, got float np.float64(100000.5)")
+    'an id must be a whole number, got float …'
+    """
+    return _split(plain(message))[0]
+
+
+def _kind_and_values(
+    distinct: np.ndarray, parts: Callable[[int], tuple[str, list[str]]], given: str | None
+) -> tuple[str, list[bool] | None]:
+    """The label of one group of distinct messages, and which value slots differ among them.
+
+    ``parts(m)`` gives the skeleton and values of message ``m``. A slot whose value is the same
+    in every message is part of the kind (``at most 5``); the others are the rows' values.
+    ``None`` for the slots when the messages do not share one skeleton (only with a ``given``
+    kind). Stops reading messages once every slot is known to vary.
+    """
+    skeleton, first = parts(distinct[0])
+    varies = [False] * len(first)
+    for m in distinct[1:]:
+        other, values = parts(m)
+        if other != skeleton:
+            return (given if given is not None else skeleton), None
+        for i, v in enumerate(values):
+            if not varies[i] and v != first[i]:
+                varies[i] = True
+        if all(varies):
+            break
+    if given is not None:
+        return given, varies
+    pieces = skeleton.split(_SLOT)
+    label = pieces[0]
+    for i, piece in enumerate(pieces[1:]):
+        label += (_SLOT if varies[i] else first[i]) + piece
+    return label, varies
+
+
+def _group_messages(
+    keys: list[np.ndarray],
+    messages: np.ndarray,
+    rows: Sequence[Any],
+    *,
+    given_kinds: np.ndarray | None = None,
+    examples: int = EXAMPLES,
+) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
+    """Group rows by ``keys`` and the kind of their message.
+
+    Returns ``(first, kinds, counts, examples)`` per group: the position of the group's first
+    row (to read its keys), its kind, how many rows and the example rows with their values.
+    Regular expressions run once per distinct message, vectorized; each group reads only as
+    many of its messages as it takes to tell its values from its kind.
+    """
+    codes, uniques = pd.factorize(
+        pd.Series(messages, dtype=object).fillna(""), use_na_sentinel=False
+    )
+    codes = np.asarray(codes, dtype=np.int64)
+    texts, skeleton_codes = _plain_and_skeletons(np.asarray(uniques, dtype=object))
+    split: dict[int, tuple[str, list[str]]] = {}
+
+    def parts(m: int) -> tuple[str, list[str]]:
+        if m not in split:
+            split[m] = _split(texts[m])
+        return split[m]
+
+    kind = skeleton_codes[codes]
+    given_ok = None
+    if given_kinds is not None:
+        given_ok = pd.notna(given_kinds)
+        kind = np.where(given_ok, _codes(given_kinds) + int(kind.max()) + 1, kind)
+    key = np.zeros(len(codes), dtype=np.int64)
+    for part in [*(_codes(k) for k in keys), kind]:
+        key = key * (int(part.max()) + 1) + part
+        key, _ = pd.factorize(key, sort=False)  # keep the combined codes small
+        key = np.asarray(key, dtype=np.int64)
+    gid = key
+    n_groups = int(gid.max()) + 1
+    counts = np.bincount(gid, minlength=n_groups)
+    order = np.argsort(gid, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    # the distinct messages of each group, in order of first appearance
+    pair = gid * (int(codes.max()) + 1) + codes
+    _, first_at = np.unique(pair, return_index=True)
+    first_at.sort()
+    pair_g = gid[first_at]
+    by_group = np.argsort(pair_g, kind="stable")
+    pair_m = codes[first_at][by_group]
+    bounds = np.searchsorted(pair_g[by_group], np.arange(n_groups + 1))
+    labels: list[str] = []
+    shown: list[str] = []
+    for g in range(n_groups):
+        distinct = pair_m[bounds[g] : bounds[g + 1]]
+        at = order[starts[g] : starts[g] + min(examples, int(counts[g]))]
+        given = None
+        if given_kinds is not None and given_ok is not None and given_ok[at[0]]:
+            given = str(given_kinds[at[0]])
+        varies: list[bool] | None
+        if len(distinct) == 1 and given is None:
+            label, varies = texts[distinct[0]], [False] * len(parts(distinct[0])[1])
+        else:
+            label, varies = _kind_and_values(distinct, parts, given)
+        items = []
+        for p in at:
+            values = parts(codes[p])[1]
+            if varies is None or len(varies) != len(values):  # another shape, same given kind
+                picked = values
+            else:
+                picked = [v for v, x in zip(values, varies, strict=True) if x]
+            text = _label(rows[p])
+            items.append(f"{text} ({', '.join(picked)})" if picked else text)
+        more = int(counts[g]) - len(at)
+        shown.append(", ".join(items) + (f" … (+{more:,} more)" if more > 0 else ""))
+        labels.append(label)
+    return order[starts], labels, counts, shown
+
+
+def problem_groups(problems: pd.DataFrame, *, examples: int = EXAMPLES) -> pd.DataFrame:
+    """Problems grouped by severity, column and kind: a count, and example rows with values.
+
+    The kind is the message without the values that differ between the group's rows (a
+    ``kind`` column in ``problems``, when there is one, is used as it is). ``rows`` lists the
+    first ``examples`` row labels, each with its values in parentheses. Errors first, then
+    warnings; within a severity, the largest groups first.
 
     Examples
     --------
     >>> problems = pd.DataFrame({"row": [3, 7, 9], "column": ["uid", "uid", "plan"],
-    ...                          "severity": ["error", "error", "warning"],
-    ...                          "message": ["bad id", "bad id", "long"]})
+    ...     "severity": ["error", "error", "warning"],
+    ...     "message": ["user_id 'n/a' is rejected", "user_id 'null' is rejected", "long"]})
     >>> problem_groups(problems).values.tolist()
-    [['error', 'uid', 'bad id', 2, '3, 7'], ['warning', 'plan', 'long', 1, '9']]
+    [['error', 'uid', 'user_id … is rejected', 2, "3 ('n/a'), 7 ('null')"], \
+['warning', 'plan', 'long', 1, '9']]
     """
+    columns = ["severity", "column", "problem", "count", "rows"]
     if problems.empty:
-        return pd.DataFrame(columns=["severity", "column", "message", "count", "rows"])
-    grouped = (
-        problems.groupby(["severity", "column", "message"], sort=False, dropna=False)["row"]
-        .agg(count="size", rows=lambda r: list(r))
-        .reset_index()
+        return pd.DataFrame(columns=columns)
+    severity = problems["severity"].to_numpy(dtype=object)
+    column = problems["column"].to_numpy(dtype=object)
+    given = problems["kind"].to_numpy(dtype=object) if "kind" in problems.columns else None
+    first, kinds, counts, shown = _group_messages(
+        [severity, column],
+        problems["message"].to_numpy(dtype=object),
+        problems["row"].to_numpy(),
+        given_kinds=given,
+        examples=examples,
     )
-    grouped["rows"] = grouped["rows"].map(_rows_text)
-    order = grouped["severity"].map({"error": 0, "warning": 1}).fillna(2)
-    return (
-        grouped.assign(_o=order)
-        .sort_values(["_o", "count"], ascending=[True, False], kind="stable")
-        .drop(columns="_o")
-        .reset_index(drop=True)
+    grouped = pd.DataFrame(
+        {
+            "severity": severity[first],
+            "column": column[first],
+            "problem": kinds,
+            "count": counts.astype(np.int64),
+            "rows": shown,
+        }
     )
+    rank = grouped["severity"].map({"error": 0, "warning": 1}).fillna(2).to_numpy()
+    keep = np.lexsort((-grouped["count"].to_numpy(), rank))
+    return grouped.iloc[keep].reset_index(drop=True)
 
 
-def _rows_text(rows: list) -> str:
-    shown = ", ".join(map(repr, rows[:_MAX_GROUP_ROWS]))
-    more = len(rows) - _MAX_GROUP_ROWS
-    return shown + (f" … (+{more:,} more)" if more > 0 else "")
+_preview_groups: weakref.WeakKeyDictionary[Any, pd.DataFrame] = weakref.WeakKeyDictionary()
 
 
+def preview_problem_groups(preview: IdentifyPreview) -> pd.DataFrame:
+    """:func:`problem_groups` of a preview's problems, worked out once per preview."""
+    groups = _preview_groups.get(preview)
+    if groups is None:
+        groups = _preview_groups[preview] = problem_groups(preview.problems)
+    return groups
+
+
+# ---------------------------------------------------------------------- preview pieces
 def header_line(preview: IdentifyPreview) -> str:
     s = preview.summary
     return (
@@ -169,31 +477,33 @@ def operations_html(preview: IdentifyPreview) -> str:
     return '<div class="amp-pandas">' + ops.to_html(index=False, escape=True, border=0) + "</div>"
 
 
-def problems_html(groups: pd.DataFrame, *, total: int, limit: int = 100) -> str:
+def _groups_note(groups: pd.DataFrame, limit: int) -> str:
+    rows = int(groups["count"].sum())
+    note = (
+        f"{len(groups):,} kind{'s' if len(groups) != 1 else ''} of problem, "
+        f"{rows:,} problem{'s' if rows != 1 else ''}"
+    )
+    if len(groups) > limit:
+        note += f" (first {limit} shown)"
+    return note
+
+
+def problems_html(groups: pd.DataFrame, *, total: int, limit: int = HTML_GROUPS) -> str:
     """The Problems table (already filtered); ``total`` is the number of groups before filtering."""
     if total == 0:
         return '<div class="amp-pandas"><i>No problems: every row passed the checks.</i></div>'
     if groups.empty:
         return '<div class="amp-pandas"><i>No problems match these filters.</i></div>'
-    rows = int(groups["count"].sum())
-    shown = groups.head(limit)
-    note = (
-        f"{len(groups):,} message{'s' if len(groups) != 1 else ''}, "
-        f"{rows:,} problem{'s' if rows != 1 else ''}"
-    )
-    if len(groups) > limit:
-        note += f" (first {limit} shown)"
     return (
-        f'<div class="amp-pandas"><span class="amp-muted">{html.escape(note)}</span>'
-        + shown.to_html(index=False, escape=True, border=0)
+        f'<div class="amp-pandas"><span class="amp-muted">'
+        f"{html.escape(_groups_note(groups, limit))}</span>"
+        + groups.head(limit).to_html(index=False, escape=True, border=0)
         + "</div>"
     )
 
 
 def payload_text(preview: IdentifyPreview, position: int) -> str:
     """The identification of the row at ``position`` as pretty JSON, or why it is not sent."""
-    from ._plan import STATE_NAMES, VALID
-
     plan = preview.plan
     if plan.state[position] == VALID:
         return json.dumps(preview.payload_at(position), indent=2, ensure_ascii=False)
@@ -202,24 +512,29 @@ def payload_text(preview: IdentifyPreview, position: int) -> str:
     probs = plan.problems
     mine = probs.loc[probs["position"] == position]
     for r in mine.itertuples(index=False):
-        lines.append(f"  {r.severity}: {r.column}: {r.message}")
+        lines.append(f"  {r.severity}: {r.column}: {plain(r.message)}")
     if mine.empty and plan.reason[position] is not None:
-        lines.append(f"  {plan.reason[position]}")
+        lines.append(f"  {plain(plan.reason[position])}")
     return "\n".join(lines)
 
 
 def row_caption(preview: IdentifyPreview, position: int) -> str:
-    """``"row 3 of 300 · index label 'u-3' · valid"`` for the row picker."""
-    from ._plan import STATE_NAMES
-
+    """``"position 3 of 300 · index label 'u-3' · valid"`` for the row picker."""
     plan = preview.plan
-    label = plan.index[position]
     state = STATE_NAMES.get(int(plan.state[position]), "?")
-    return f"position {position:,} of {len(plan):,} · index label {label!r} · {state}"
+    return (
+        f"position {position:,} of {len(plan):,} · index label {_label(plan.index[position])} · "
+        f"{state}"
+    )
 
 
 def send_blocker(preview: IdentifyPreview) -> str | None:
     """Why the widget's Send button is disabled, or ``None`` when sending can start."""
+    if preview.sent:
+        return (
+            "this preview was sent already (its result is in preview.result); build a new "
+            "preview to send again"
+        )
     if preview.settings.api_key is None:
         return (
             "no API key set: pass api_key=... (or set AMPLITUDE_API_KEY) and build the "
@@ -232,31 +547,14 @@ def send_blocker(preview: IdentifyPreview) -> str | None:
     return None
 
 
-def result_summary_html(result: pd.DataFrame, *, limit: int = 20) -> str:
-    """A sent preview's summary: a colored count per status, reasons, the rows not succeeded."""
-    from ._result import _reason_groups, status_badges
-
-    esc = html.escape
-    badges = status_badges(result)
-    parts = [
-        f'<div class="amp-pandas amp-result"><b>Result</b> — {len(result):,} rows: '
-        + (" · ".join(badges) or "no rows")
-    ]
-    bad = result.loc[result["status"] != "success"]
-    if len(bad):
-        groups = _reason_groups(result)
-        parts += ["<br><b>Not succeeded, by reason</b>",
-                  groups.to_html(index=False, escape=True, border=0)]
-        title = f"Rows that did not succeed ({len(bad):,}"
-        title += f", first {limit} shown)" if len(bad) > limit else ")"
-        parts += [f"<b>{esc(title)}</b>",
-                  pd.DataFrame(bad.head(limit)).to_html(escape=True, border=0, na_rep="")]
-    parts.append("</div>")
-    return "".join(parts)
+# ---------------------------------------------------------------------- whole preview
+def _first_payload(preview: IdentifyPreview) -> dict[str, Any] | None:
+    payloads = preview.payloads
+    return payloads[0] if len(payloads) else None
 
 
-# ---------------------------------------------------------------------- whole views
 def preview_text(preview: IdentifyPreview) -> str:
+    """The text view: counts, target, operations, problems by kind, the first identification."""
     lines = [
         "Amplitude identify preview — dry run, nothing sent",
         "  " + header_line(preview),
@@ -272,14 +570,17 @@ def preview_text(preview: IdentifyPreview) -> str:
             f"  {r.operation:<12} {r.property:<20} ← {r.source} "
             f"({r.non_null:,} non-null) e.g. {r.examples}"
         )
-    groups = problem_groups(preview.problems)
+    groups = preview_problem_groups(preview)
     if not groups.empty:
-        lines += ["", "Problems:"]
-        for r in groups.itertuples(index=False):
+        lines += ["", f"Problems: {_groups_note(groups, TEXT_GROUPS)}"]
+        for r in groups.head(TEXT_GROUPS).itertuples(index=False):
             lines.append(
-                f"  {r.severity:<7} {r.column}: {r.message} — {r.count:,} row(s): {r.rows}"
+                f"  {r.severity:<7} {r.column}: {r.problem} — {r.count:,} "
+                f"row{'s' if r.count != 1 else ''}: {r.rows}"
             )
-    first = preview.first_payload()
+        if len(groups) > TEXT_GROUPS:
+            lines.append(f"  … {len(groups) - TEXT_GROUPS:,} more kinds: see preview.problems")
+    first = _first_payload(preview)
     if first is not None:
         lines += ["", "First identification:", "  " + json.dumps(first, ensure_ascii=False)]
     lines += ["", f"Call .send() to send the {preview.summary['valid']:,} valid rows."]
@@ -291,7 +592,7 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
     if hint is None:
         hint = not widgets_installed()
     esc = html.escape
-    groups = problem_groups(preview.problems)
+    groups = preview_problem_groups(preview)
     parts = [
         '<div class="amp-pandas-preview">',
         "<strong>Amplitude identify preview</strong> — dry run, nothing sent<br>",
@@ -300,8 +601,12 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
         preview.operations.to_html(index=False, escape=True),
     ]
     if not groups.empty:
-        parts += ["<h4>Problems</h4>", groups.to_html(index=False, escape=True)]
-    first = preview.first_payload()
+        parts += [
+            "<h4>Problems</h4>",
+            f"<p>{esc(_groups_note(groups, HTML_GROUPS))}</p>",
+            groups.head(HTML_GROUPS).to_html(index=False, escape=True),
+        ]
+    first = _first_payload(preview)
     if first is not None:
         parts += [
             "<h4>First identification</h4>",
@@ -313,25 +618,137 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
     return "\n".join(parts)
 
 
-def preview_mimebundle(
-    preview: IdentifyPreview,
-    include: Container[str] | None = None,
-    exclude: Container[str] | None = None,
-) -> dict[str, Any]:
-    """What IPython shows for a preview (see the module docstring for the three cases)."""
-    kernel = in_kernel()
-    wanted = include is None or WIDGET_MIME in include
-    if kernel and wanted and not (exclude is not None and WIDGET_MIME in exclude):
-        try:
-            import ipywidgets  # noqa: F401  (late: only when a widget is shown)
-        except ImportError:
-            pass
-        else:
-            from ._widget import widget_for
-
-            return widget_for(preview)._repr_mimebundle_(include=include, exclude=exclude)
+def static_mimebundle(preview: IdentifyPreview) -> dict[str, Any]:
+    """Text and HTML of a preview; in a kernel (no widget possible) both carry INSTALL_HINT."""
+    if in_kernel():
         return {
             "text/plain": preview_text(preview) + "\n\n" + INSTALL_HINT,
             "text/html": preview_html(preview, hint=True),
         }
     return {"text/plain": preview_text(preview), "text/html": preview_html(preview)}
+
+
+# ---------------------------------------------------------------------- results
+def counts_text(result: pd.DataFrame) -> str:
+    """``"3 success · 2 invalid"``: the statuses present, in the order of STATUSES.
+
+    Examples
+    --------
+    >>> counts_text(pd.DataFrame({"status": ["invalid", "success", "success"]}))
+    '2 success · 1 invalid'
+    """
+    shown = [f"{n:,} {s}" for s, n in summarize(result).items() if n]
+    return " · ".join(shown) if shown else "no rows"
+
+
+def status_badges(result: pd.DataFrame) -> list[str]:
+    """One colored ``<span>`` per status present: ``4 success``, ``1 invalid`` ..."""
+    return [
+        f'<span class="amp-pandas-status amp-pandas-{s}" style="color:{STATUS_COLORS[s]};'
+        f'font-weight:bold">{n:,} {html.escape(s)}</span>'
+        for s, n in summarize(result).items()
+        if n
+    ]
+
+
+def reason_groups(result: pd.DataFrame, *, examples: int = EXAMPLES) -> pd.DataFrame:
+    """Rows that did not succeed, grouped by status and kind of reason: count, example rows.
+
+    Examples
+    --------
+    >>> r = pd.DataFrame({"status": ["failed", "success", "failed"],
+    ...                   "error": ["HTTP 400: user_id 'abc' bad", None,
+    ...                             "HTTP 400: user_id 'x' bad"]}, index=["a", "b", "c"])
+    >>> reason_groups(r).values.tolist()
+    [['failed', 'HTTP 400: user_id … bad', 2, "'a' ('abc'), 'c' ('x')"]]
+    """
+    columns = ["status", "error", "count", "rows"]
+    bad = result.loc[result["status"] != "success", ["status", "error"]]
+    if bad.empty:
+        return pd.DataFrame(columns=columns)
+    status = bad["status"].to_numpy(dtype=object)
+    first, kinds, counts, shown = _group_messages(
+        [status],
+        bad["error"].astype(object).fillna("").to_numpy(dtype=object),
+        bad.index,
+        examples=examples,
+    )
+    grouped = pd.DataFrame(
+        {"status": status[first], "error": kinds, "count": counts.astype(np.int64), "rows": shown}
+    )
+    rank = grouped["status"].map({s: i for i, s in enumerate(STATUSES)}).fillna(len(STATUSES))
+    keep = np.lexsort((-grouped["count"].to_numpy(), rank.to_numpy()))
+    return grouped.iloc[keep].reset_index(drop=True)[columns]
+
+
+def _clip(text: Any, limit: int = _MAX_REASON_CHARS) -> str:
+    text = plain(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _failures_first(result: pd.DataFrame) -> pd.DataFrame:
+    """The rows that did not succeed first (in row order), then the rest."""
+    frame = pd.DataFrame(result)
+    ok = (frame["status"] == "success").to_numpy()
+    if not ok.any() or ok.all():
+        return frame
+    return frame.iloc[np.argsort(ok, kind="stable")]
+
+
+def result_text(result: pd.DataFrame) -> str:
+    """The text view of a result: counts by status, reasons, then the rows (failures first)."""
+    lines = [f"Amplitude identify result — {len(result):,} rows: {counts_text(result)}"]
+    groups = reason_groups(result)
+    if not groups.empty:
+        lines.append("Not succeeded, by reason:")
+        for r in groups.head(_MAX_REASON_GROUPS).itertuples(index=False):
+            lines.append(
+                f"  {r.status:<9} {r.count:>7,}  {_clip(r.error) or '-'}  (rows {r.rows})"
+            )
+        if len(groups) > _MAX_REASON_GROUPS:
+            lines.append(f"  … {len(groups) - _MAX_REASON_GROUPS:,} more reasons")
+    lines += ["", pd.DataFrame.__repr__(_failures_first(result))]
+    return "\n".join(lines)
+
+
+def result_html(result: pd.DataFrame) -> str:
+    """The HTML view of a result: a colored count per status, reasons, then the rows."""
+    badges = status_badges(result)
+    parts = [
+        '<div class="amp-pandas-result">',
+        f"<p><strong>Amplitude identify result</strong> — {len(result):,} rows: "
+        + (" · ".join(badges) or "no rows")
+        + "</p>",
+    ]
+    groups = reason_groups(result)
+    if not groups.empty:
+        shown = groups.head(_MAX_REASON_GROUPS).assign(error=lambda g: g["error"].map(_clip))
+        parts += ["<h4>Not succeeded, by reason</h4>", shown.to_html(index=False, escape=True)]
+    frame = _failures_first(result)
+    table = pd.DataFrame._repr_html_(frame)
+    if table is None:  # display.notebook_repr_html is off
+        table = frame.to_html(max_rows=pd.get_option("display.max_rows"), escape=True)
+    parts += [table, "</div>"]
+    return "\n".join(parts)
+
+
+def result_summary_html(result: pd.DataFrame, *, limit: int = 20) -> str:
+    """A sent preview's summary: a colored count per status, reasons, the rows not succeeded."""
+    esc = html.escape
+    parts = [
+        f'<div class="amp-pandas amp-result"><b>Result</b> — {len(result):,} rows: '
+        + (" · ".join(status_badges(result)) or "no rows")
+    ]
+    bad = result.loc[result["status"] != "success"]
+    if len(bad):
+        groups = reason_groups(result)
+        shown = groups.head(_MAX_REASON_GROUPS).assign(error=lambda g: g["error"].map(_clip))
+        parts += ["<br><b>Not succeeded, by reason</b>",
+                  shown.to_html(index=False, escape=True, border=0)]
+        title = f"Rows that did not succeed ({len(bad):,}"
+        title += f", first {limit} shown)" if len(bad) > limit else ")"
+        parts += [f"<b>{esc(title)}</b>",
+                  pd.DataFrame(bad.head(limit)).to_html(escape=True, border=0, na_rep="")]
+    parts.append("</div>")
+    return "".join(parts)
+

@@ -1,10 +1,17 @@
-"""The dry-run preview: what would be sent, where, and what is wrong with which rows."""
+"""The dry-run preview: what would be sent, where, and what is wrong with which rows.
+
+The preview holds data (the plan, the settings, the operations table) and sends itself once
+(:meth:`IdentifyPreview.send`); :mod:`amp_pandas._display` renders it, and in a Jupyter kernel
+with ipywidgets it shows the widget of :mod:`amp_pandas._widget`, which sends through
+:meth:`IdentifyPreview.send` too.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Hashable
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -13,11 +20,90 @@ from ._config import SendSettings
 from ._convert import BadValue, json_text
 from ._encode import body_overhead
 from ._plan import INVALID, SKIPPED, VALID, Plan, chunk_rows
+from ._progress import ProgressCallback
 from ._spec import IdentifySpec, Literal
+from .errors import AlreadySentError, SendError
 
-__all__ = ["IdentifyPreview"]
+__all__ = ["IdentifyPreview", "PreviewPayloads"]
 
 _ASSUMED_KEY_LENGTH = 32  # Amplitude project API keys are 32 characters
+#: Rows decoded at a time when iterating over payloads.
+_ITER_CHUNK = 1000
+#: At most this many identifications are written out in full by ``repr(preview.payloads)``.
+_REPR_ITEMS = 10
+
+
+class PreviewPayloads(Sequence[dict[str, Any]]):
+    """The identifications of a preview's valid rows, in row order, built only when read.
+
+    A read-only sequence: ``len(payloads)``, ``payloads[i]`` (negative too), ``payloads[a:b]``
+    (a ``list`` of dicts), iteration and ``==`` with a list. Each access decodes only the rows it
+    asks for from the exact bytes that will be sent, so ``payloads[:5]`` of a million rows takes
+    no longer than of ten; ``list(payloads)`` builds them all.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import amp_pandas
+    >>> df = pd.DataFrame({"uid": ["user-1", "null", "user-3"], "plan": ["pro", "free", "team"]})
+    >>> payloads = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True).payloads
+    >>> len(payloads)
+    2
+    >>> payloads[-1]
+    {'user_id': 'user-3', 'user_properties': {'$set': {'plan': 'team'}}}
+    >>> [p["user_id"] for p in payloads[:5]]
+    ['user-1', 'user-3']
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        self._payload = plan.payload
+        self._rows = np.flatnonzero(plan.state == VALID)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def _decode(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        if not len(rows):
+            return []
+        return [json.loads(text) for text in self._payload.texts(rows)]
+
+    @overload
+    def __getitem__(self, key: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, key: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(key, slice):
+            return self._decode(self._rows[key])
+        if not isinstance(key, (int, np.integer)) or isinstance(key, bool):
+            raise TypeError(
+                f"payloads are read by position or slice, not {type(key).__name__}; "
+                "for one row by index label use preview.payload(label)"
+            )
+        n = len(self._rows)
+        if not -n <= key < n:
+            raise IndexError(f"payload {key} is out of range: {n:,} rows are sent")
+        return self._decode(self._rows[[int(key)]])[0]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for start in range(0, len(self._rows), _ITER_CHUNK):
+            yield from self._decode(self._rows[start : start + _ITER_CHUNK])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (str, bytes)) or not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        n = len(self)
+        if n <= _REPR_ITEMS:
+            return repr(list(self))
+        return (
+            f"<{n:,} payloads: read them with payloads[i], payloads[:10] or list(payloads)>"
+        )
 
 
 class IdentifyPreview:
@@ -29,8 +115,10 @@ class IdentifyPreview:
 
     Attributes
     ----------
-    payloads : list of dict
-        The identifications exactly as they would be sent, valid rows only, in row order.
+    payloads : PreviewPayloads
+        The identifications exactly as they would be sent, valid rows only, in row order: a
+        lazy sequence of dicts (``len``, ``payloads[i]``, ``payloads[a:b]`` gives a list,
+        iteration) that decodes only the rows asked for.
     problems : pandas.DataFrame
         One row per problem: ``row`` (the index label), ``column``, ``severity``
         (``"error"`` makes the row invalid; ``"warning"`` is sent anyway) and ``message``.
@@ -43,7 +131,9 @@ class IdentifyPreview:
     endpoint : str
         The URL the identifications would be posted to.
     result : pandas.DataFrame or None
-        The per-row result once the preview has been sent (from code or the widget).
+        The per-row result once the preview has been sent (from code or the widget). A preview
+        is sent once: sending again raises :class:`~amp_pandas.errors.AlreadySentError` unless
+        ``send(force=True)``.
 
     Examples
     --------
@@ -53,8 +143,8 @@ class IdentifyPreview:
     >>> preview = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True)
     >>> preview.summary[["rows", "valid", "invalid", "skipped"]].tolist()
     [3, 1, 1, 1]
-    >>> preview.payloads
-    [{'user_id': 'user-1', 'user_properties': {'$set': {'plan': 'pro'}}}]
+    >>> preview.payloads[0]
+    {'user_id': 'user-1', 'user_properties': {'$set': {'plan': 'pro'}}}
     >>> preview.problems[["row", "column", "severity"]].values.tolist()
     [[2, 'uid', 'error']]
     """
@@ -72,6 +162,7 @@ class IdentifyPreview:
         self._operations = operations
         self._summary: pd.Series | None = None
         self._result: pd.DataFrame | None = None
+        self._sent = False
 
     # ------------------------------------------------------------------ data
     @property
@@ -85,8 +176,25 @@ class IdentifyPreview:
         return self._settings
 
     @property
-    def payloads(self) -> list[dict[str, Any]]:
-        return self._plan.identifications()
+    def payloads(self) -> PreviewPayloads:
+        """The identifications of the valid rows, in row order, decoded when read.
+
+        The one way to read what will be sent: ``preview.payloads[0]``,
+        ``preview.payloads[:5]`` (a list), ``len(preview.payloads)``, ``list(preview.payloads)``.
+        See :class:`PreviewPayloads`.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import amp_pandas
+        >>> df = pd.DataFrame({"uid": ["user-1", "user-2"], "n": [1, 2]})
+        >>> preview = df.amplitude.identify(user_id="uid", add=["n"], dry_run=True)
+        >>> len(preview.payloads), preview.payloads[-1]
+        (2, {'user_id': 'user-2', 'user_properties': {'$add': {'n': 2}}})
+        >>> preview.payloads[:1]
+        [{'user_id': 'user-1', 'user_properties': {'$add': {'n': 1}}}]
+        """
+        return PreviewPayloads(self._plan)
 
     @property
     def problems(self) -> pd.DataFrame:
@@ -152,17 +260,24 @@ class IdentifyPreview:
         raw = self._plan.payload[position]
         return None if raw is None else json.loads(raw)
 
-    def first_payload(self) -> dict[str, Any] | None:
-        """The first valid row's identification, or None when no row is valid."""
-        valid = np.flatnonzero(self._plan.state == VALID)
-        return self.payload_at(int(valid[0])) if len(valid) else None
-
     # ------------------------------------------------------------------ actions
-    def send(self, **options: Any) -> pd.DataFrame:
-        """Send the valid rows of this preview, exactly as previewed (no rebuild).
+    def send(
+        self,
+        *,
+        force: bool = False,
+        progress_callback: ProgressCallback | None = None,
+        **options: Any,
+    ) -> pd.DataFrame:
+        """Send the valid rows of this preview, exactly as previewed (no rebuild), once.
 
         Parameters
         ----------
+        force : bool, default False
+            Send even though this preview was sent already. Sending again applies ``$add``,
+            ``$append`` and ``$prepend`` again; without ``force`` a second send is refused.
+        progress_callback : callable, optional
+            ``callback(done_counts, waiting)`` called as rows resolve (see
+            :mod:`amp_pandas._progress`); the notebook widget draws its bar with it.
         **options
             Overrides of the sending options given to ``identify`` (``api_key``,
             ``batch_size``, ``max_workers``, ``timeout``, ``throttle_pause``,
@@ -172,6 +287,12 @@ class IdentifyPreview:
         -------
         pandas.DataFrame
             One row per input row: ``status``, ``http_status``, ``error``, ``attempts``.
+
+        Raises
+        ------
+        amp_pandas.errors.AlreadySentError
+            The preview was sent already (by ``send()`` or the widget's Send button) and
+            ``force`` is not set; nothing is sent. Its ``.result`` is the earlier result.
 
         Examples
         --------
@@ -183,24 +304,47 @@ class IdentifyPreview:
         ...     preview = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True,
         ...                                     server_url=sb.url, api_key=sb.api_key)
         ...     result = preview.send(progress=False)
+        ...     try:
+        ...         preview.send(progress=False)
+        ...     except amp_pandas.errors.AlreadySentError as exc:
+        ...         print(type(exc).__name__)
+        AlreadySentError
         >>> result.status.tolist()
         ['success', 'success']
         """
+        if not isinstance(force, bool):
+            raise TypeError(f"force must be True or False, got {force!r}")
+        if self._sent and not force:
+            raise AlreadySentError(
+                "this preview was sent already; sending it again would apply $add, $append "
+                "and $prepend a second time. Its result is in preview.result. To send it "
+                "again anyway, call preview.send(force=True); to send fresh data, build a new "
+                "preview with df.amplitude.identify(..., dry_run=True)",
+                result=self._result,
+            )
         from ._send import send_plan
-        from .errors import SendError
 
+        settings = self._with(options)
         try:
-            self._result = send_plan(self._plan, self._with(options))
-        except SendError as exc:
+            result = send_plan(self._plan, settings, progress_callback=progress_callback)
+        except SendError as exc:  # stopped part way: some rows may have been applied
+            self._sent = True
             self._result = exc.result
             raise
-        return self._result
+        self._sent = True
+        self._result = result
+        return result
 
     @property
     def result(self) -> pd.DataFrame | None:
         """The result of the last send of this preview (by ``send()`` or the widget's Send
         button), or None if it has not been sent."""
         return self._result
+
+    @property
+    def sent(self) -> bool:
+        """Whether this preview was sent (a second ``send()`` needs ``force=True``)."""
+        return self._sent
 
     def _with(self, options: dict[str, Any]) -> SendSettings:
         if not options:
@@ -240,10 +384,15 @@ class IdentifyPreview:
     def _repr_mimebundle_(
         self, include: Any = None, exclude: Any = None
     ) -> dict[str, Any]:
-        """In a Jupyter kernel, the interactive preview (ipywidgets, imported only now)."""
-        from ._display import preview_mimebundle
+        """In a Jupyter kernel with ipywidgets, the interactive preview (imported only now);
+        elsewhere text and HTML (see :mod:`amp_pandas._display`)."""
+        from . import _display
 
-        return preview_mimebundle(self, include=include, exclude=exclude)
+        if _display.widget_wanted(include, exclude):
+            from ._widget import widget_for
+
+            return widget_for(self)._repr_mimebundle_(include=include, exclude=exclude)
+        return _display.static_mimebundle(self)
 
 
 def _example(value: Any, width: int = 32) -> str:

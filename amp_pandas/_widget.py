@@ -1,8 +1,10 @@
 """The interactive preview: an ipywidgets view of a dry run, with a Send button.
 
 This module imports ipywidgets at the top, so it is itself imported only when a preview is
-displayed in a Jupyter kernel (by :func:`amp_pandas._display.preview_mimebundle`); ``import
-amp_pandas`` never imports it. Its layout::
+displayed in a Jupyter kernel (by ``IdentifyPreview._repr_mimebundle_``, once
+:func:`amp_pandas._display.widget_wanted` says so); ``import amp_pandas`` never imports it. Every
+text and HTML piece comes from :mod:`amp_pandas._display`; this module only lays them out and
+wires the buttons. Its layout::
 
     PreviewWidget (VBox, class amp-pandas-widget)
     ├── header                 HTML        counts, requests, bytes, endpoint, masked key
@@ -13,37 +15,43 @@ amp_pandas`` never imports it. Its layout::
     │   │   └── payload_view   HTML        the row's identification as pretty JSON
     │   └── "Problems (n)"     VBox
     │       ├── HBox           severity and column filters (Dropdowns)
-    │       └── problems_view  HTML        problems grouped by message, counts, row labels
+    │       └── problems_view  HTML        problems grouped by kind, counts, example rows
     └── send box               VBox
         ├── HBox               Send button, status (why it is disabled / what happened)
         ├── HBox               IntProgress and its label (hidden until a send starts)
         └── result_view        HTML        counts per status, the rows that did not succeed
 
-Send sends the preview's own plan with its own settings (no rebuild), reporting progress to the
-bar through ``send_plan``'s ``progress_callback`` (tqdm stays off). A widget sends at most once;
-one preview displayed twice shows the same widget (two views of one model). No value or
-description in the widget tree ever holds the API key: only ``preview.key_status`` (masked).
+Send calls the preview's own :meth:`~amp_pandas.IdentifyPreview.send` (its plan and settings, no
+rebuild), reporting progress to the bar through its ``progress_callback`` (tqdm stays off). A
+preview is sent once: Send is disabled, with the reason, for a preview already sent, and a press
+after ``preview.send()`` ran in code shows the refusal
+(:class:`~amp_pandas.errors.AlreadySentError`) and that send's result. One preview displayed twice
+shows the same widget (two views of one model). No value or description in the widget tree ever
+holds the API key: only ``preview.key_status`` (masked).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import logging
 import time
 import warnings
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import pandas as pd
 
 from . import _display
-from ._display import STYLE
 from ._plan import VALID
 from ._progress import SendProgress
-from .errors import AmpPandasError, AmpPandasWarning, RowsNotSucceededWarning, SendError
+from .errors import (
+    AlreadySentError,
+    AmpPandasError,
+    AmpPandasWarning,
+    RowsNotSucceededWarning,
+    SendError,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._preview import IdentifyPreview
@@ -79,10 +87,7 @@ class PreviewWidget(widgets.VBox):
     Parameters
     ----------
     preview : IdentifyPreview
-        The dry run to show and, on Send, to send.
-    send : callable, optional
-        ``send(plan, settings, progress_callback=...) -> result``; defaults to
-        :func:`amp_pandas._send.send_plan`.
+        The dry run to show and, on Send, to send (with ``preview.send``).
 
     Attributes
     ----------
@@ -93,14 +98,8 @@ class PreviewWidget(widgets.VBox):
         The result of the send, once sent (also the partial result of a send that stopped).
     """
 
-    def __init__(
-        self,
-        preview: IdentifyPreview,
-        *,
-        send: Callable[..., pd.DataFrame] | None = None,
-    ) -> None:
+    def __init__(self, preview: IdentifyPreview) -> None:
         self._preview = preview
-        self._send_fn = send
         self.result: pd.DataFrame | None = None
         self.error: str | None = None
         self.blocker = _display.send_blocker(preview)
@@ -150,7 +149,7 @@ class PreviewWidget(widgets.VBox):
         )
 
         # -- Problems: grouped, filterable by severity and column
-        self._groups = _display.problem_groups(preview.problems)
+        self._groups = _display.preview_problem_groups(preview)
         columns = list(pd.unique(self._groups["column"])) if len(self._groups) else []
         self._columns = columns
         self.severity_filter = widgets.Dropdown(
@@ -169,7 +168,7 @@ class PreviewWidget(widgets.VBox):
             [widgets.HBox([self.severity_filter, self.column_filter]), self.problems_view]
         )
 
-        n_problems = len(preview.problems)
+        n_problems = int(self._groups["count"].sum()) if len(self._groups) else 0
         self.tabs = widgets.Tab(
             children=[self.operations_view, payloads_tab, problems_tab],
             titles=(
@@ -260,14 +259,6 @@ class PreviewWidget(widgets.VBox):
         """The Send button's click handler; does nothing unless the widget is ready."""
         if self.state != READY:
             return
-        if self._preview.result is not None:  # already sent with preview.send(): never twice
-            self._started = time.monotonic()
-            self._finish(
-                self._preview.result,
-                None,
-                ["This preview was already sent with .send(); showing that result."],
-            )
-            return
         self.state = SENDING
         button = self.send_button
         button.disabled = True
@@ -284,15 +275,13 @@ class PreviewWidget(widgets.VBox):
         result: pd.DataFrame | None = None
         error: str | None = None
         try:
-            send = self._send_fn
-            if send is None:
-                from ._send import send_plan
-
-                send = send_plan
-            settings = dataclasses.replace(self._preview.settings, progress=False)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", AmpPandasWarning)
-                result = send(self._preview.plan, settings, progress_callback=self._on_progress)
+                result = self._preview.send(progress=False, progress_callback=self._on_progress)
+        except AlreadySentError as exc:  # sent from code since this widget was shown
+            self._finish(exc.result, str(exc), [])
+            self.send_button.description = "Not sent: already sent"
+            return
         except SendError as exc:  # e.g. the key was rejected: a partial result
             result, error = exc.result, str(exc)
         except AmpPandasError as exc:
@@ -320,8 +309,6 @@ class PreviewWidget(widgets.VBox):
 
     def _finish(self, result: pd.DataFrame | None, error: str | None, notes: list[str]) -> None:
         self.result = result
-        if result is not None:
-            self._preview._result = result
         self.error = error
         elapsed = time.monotonic() - self._started
         button = self.send_button
@@ -356,7 +343,7 @@ class PreviewWidget(widgets.VBox):
         if result is not None:
             parts.append(_display.result_summary_html(result))
         parts += [f'<div class="amp-muted">{html.escape(n)}</div>' for n in notes]
-        self.result_view.value = STYLE + "".join(parts)
+        self.result_view.value = _display.STYLE + "".join(parts)
 
     # ------------------------------------------------------------------ text
     def __repr__(self) -> str:
@@ -364,9 +351,7 @@ class PreviewWidget(widgets.VBox):
         if self.state == BLOCKED:
             return f"{text}\nSend is disabled: {self.blocker}."
         if self.state in (SENT, FAILED) and self.result is not None:
-            from ._result import _counts_text, summarize
-
-            return f"{text}\nSent: {_counts_text(summarize(self.result))}."
+            return f"{text}\nSent: {_display.counts_text(self.result)}."
         if self.state == FAILED:
             return f"{text}\nThe send stopped: {self.error}"
         return text

@@ -15,7 +15,8 @@ The hierarchy::
     │   ├── MissingApiKeyError          no ``api_key=`` and no ``AMPLITUDE_API_KEY``
     │   └── InsecureEndpointError       plain ``http://`` to a host that is not loopback
     ├── SendError                       a send stopped early; ``.result`` holds the partial result
-    │   └── AuthenticationError         Amplitude rejected the API key (``.status_code``)
+    │   ├── AuthenticationError         Amplitude rejected the API key (``.status_code``)
+    │   └── AlreadySentError            this preview was sent already; ``.result`` is that send's
     ├── InputFileError                  the CLI could not read its input file
     └── SandboxError                    the local sandbox could not start or was misused
 
@@ -45,6 +46,7 @@ __all__ = [
     "InsecureEndpointError",
     "SendError",
     "AuthenticationError",
+    "AlreadySentError",
     "InputFileError",
     "SandboxError",
     "AmpPandasWarning",
@@ -136,6 +138,19 @@ class AuthenticationError(SendError):
     ) -> None:
         super().__init__(message, result=result)
         self.status_code = status_code
+
+
+class AlreadySentError(SendError):
+    """This preview was sent already; sending it again was refused and nothing was sent.
+
+    Sending twice applies ``$add``, ``$append`` and ``$prepend`` twice. To send again anyway,
+    call ``preview.send(force=True)``; to send fresh data, build a new preview.
+
+    Attributes
+    ----------
+    result : pandas.DataFrame or None
+        The result of the earlier send.
+    """
 
 
 class InputFileError(AmpPandasError):

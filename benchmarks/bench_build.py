@@ -85,7 +85,9 @@ def measure(sizes: list[int], slow_sizes: list[int], repeats: int, *, slow_repea
     results = []
     for n in sizes:
         df = reference_frame(n)
-        payloads: list[Any] = df.amplitude.identify(**amp_pandas_mapping(), dry_run=True).payloads
+        payloads: list[Any] = list(
+            df.amplitude.identify(**amp_pandas_mapping(), dry_run=True).payloads
+        )
         # Millions of small dicts kept alive for the floor: keep them out of the cyclic GC's
         # way, so that they do not slow the other methods' collections.
         gc.freeze()

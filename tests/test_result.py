@@ -110,8 +110,14 @@ def test_text_repr_leads_with_counts_then_failures_then_the_rest() -> None:
         "Amplitude identify result — 6 rows: 2 success · 1 invalid · 1 failed · "
         "1 unknown · 1 not_sent"
     )
-    # reasons are listed
-    assert "rejected by Amplitude (HTTP 400): bad id" in text
+    # reasons are listed, by status
+    assert text.splitlines()[1:6] == [
+        "Not succeeded, by reason:",
+        "  invalid         1  user_id: too short  (rows 'f')",
+        "  failed          1  rejected by Amplitude (HTTP 400): bad id  (rows 'b')",
+        "  unknown         1  may have been applied  (rows 'd')",
+        "  not_sent        1  not sent: the send was interrupted  (rows 'e')",
+    ]
     # in the table, every non-success row comes before the successes
     table_rows = [ln.split()[0] for ln in text.splitlines() if re.match(r"^[a-f]\s", ln)]
     assert table_rows == ["b", "d", "e", "f", "a", "c"]
@@ -154,13 +160,13 @@ def test_all_success_repr_has_no_reason_section() -> None:
 
 
 def test_warning_message_counts_and_rerun_hint() -> None:
-    message = not_succeeded_message(_result())
-    assert message is not None
-    assert message.startswith(
-        "4 of 6 rows did not succeed (1 invalid, 1 failed, 1 unknown, 1 not_sent)"
+    assert not_succeeded_message(_result()) == (
+        "4 of 6 rows did not succeed (1 invalid, 1 failed, 1 unknown, 1 not_sent); the reasons "
+        "are in result.error. To re-run them once the cause is fixed: "
+        'df[result.status != "success"].amplitude.identify(...). Rows with status \'unknown\' '
+        "may already have been applied: re-running rows that hold $add, $append or $prepend "
+        "can apply them twice."
     )
-    assert 'df[result.status != "success"].amplitude.identify(...)' in message
-    assert "applied twice" in message or "apply them twice" in message
 
 
 def test_skipped_rows_alone_do_not_warn() -> None:
@@ -185,3 +191,35 @@ def test_display_scales(n: int) -> None:
     )
     assert repr(r).startswith(f"Amplitude identify result — {n:,} rows")
     assert r._repr_html_().count("<tr>") < 100
+
+
+def test_reasons_are_grouped_by_kind_with_example_rows() -> None:
+    n = 7
+    error = np.array(
+        [f"rejected by Amplitude (HTTP 400): user_id 'id-{i}' is not valid" for i in range(n)]
+        + [None, "may have been applied (HTTP 500)"],
+        dtype=object,
+    )
+    status = np.array([3] * n + [0, 5])
+    r = build_result(
+        pd.Index([np.int64(10 + i) for i in range(n + 2)], dtype=object), status,
+        np.array([400] * n + [200, 500]), error, np.ones(n + 2, dtype=int),
+    )
+    lines = repr(r).splitlines()
+    assert lines[:4] == [
+        "Amplitude identify result — 9 rows: 1 success · 7 failed · 1 unknown",
+        "Not succeeded, by reason:",
+        "  failed          7  rejected by Amplitude (HTTP 400): user_id … is not valid  "
+        "(rows 10 ('id-0'), 11 ('id-1'), 12 ('id-2') … (+4 more))",
+        "  unknown         1  may have been applied (HTTP 500)  (rows 18)",
+    ]
+    html = r._repr_html_()
+    assert "user_id … is not valid" in html and "np.int64" not in html
+
+
+def test_the_result_holds_data_and_the_display_module_renders_it() -> None:
+    from amp_pandas import _display
+
+    r = _result()
+    assert repr(r) == _display.result_text(r)
+    assert r._repr_html_() == _display.result_html(r)

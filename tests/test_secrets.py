@@ -127,7 +127,7 @@ def test_preview_text_html_and_settings(sb: Sandbox) -> None:
         repr(preview), preview._repr_html_(), *preview._repr_mimebundle_().values(),
         repr(preview.settings), str(preview.settings.api_key), f"{preview.settings.api_key}",
         preview.key_status, preview.summary.to_string(), preview.problems.to_string(),
-        preview.operations.to_string(), json.dumps(preview.payloads),
+        preview.operations.to_string(), json.dumps(list(preview.payloads)),
     ]
     assert_no_key(texts, "preview")
     assert preview.key_status.endswith(KEY[-4:])  # the mask shows the last four, by design

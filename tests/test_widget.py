@@ -13,7 +13,7 @@ from amp_pandas import IdentifyPreview, _display
 from amp_pandas.sandbox import Sandbox
 
 widgets = pytest.importorskip("ipywidgets")
-from amp_pandas._widget import PreviewWidget, widget_for
+from amp_pandas._widget import PreviewWidget, widget_for  # noqa: E402
 
 SECRET = "SECRET-KEY-0123456789abcdef"
 
@@ -127,8 +127,10 @@ def test_problems_tab_groups_and_filters() -> None:
     w = PreviewWidget(preview_of())
     view = w.problems_view
     assert "rejected ids" in view.value and "shorter than 5" in view.value
-    assert "truncates" in view.value or "1024" in view.value  # the long bio: a warning
-    assert "'r2'" in view.value  # row labels
+    # the long bio: a warning
+    assert "string longer than 1024 characters; Amplitude truncates it" in view.value
+    assert "user_id 'null' is on Amplitude's list of rejected ids" in view.value
+    assert "<td>'r2'</td>" in view.value  # row labels
     w.severity_filter.value = "warning"
     assert len(w.filtered_problems()) == 1
     assert "rejected ids" not in view.value and "bio" in view.value
@@ -186,21 +188,61 @@ def test_send_sends_the_plan_shows_progress_and_the_result_once() -> None:
     assert preview.result is result  # reachable from code after pressing Send
 
 
-def test_send_after_preview_send_in_code_shows_that_result_and_sends_nothing() -> None:
+def test_a_widget_of_a_preview_sent_in_code_cannot_send() -> None:
     with Sandbox(api_key=SECRET) as sb:
         preview = preview_of(server_url=sb.url)
         with pytest.warns(amp_pandas.errors.RowsNotSucceededWarning):
-            first = preview.send(progress=False)
+            preview.send(progress=False)
         n_requests = len(sb.requests)
         w = PreviewWidget(preview)
         w.send_button.click()
+        w._on_send()
         assert len(sb.requests) == n_requests
-    assert w.result is first and w.state == "sent"
-    assert "already sent" in w.send_status.value + w.result_view.value
+    assert w.state == "blocked" and w.send_button.disabled and w.result is None
+    assert "this preview was sent already" in w.send_status.value
+    assert "this preview was sent already" in w.send_button.tooltip
 
 
-def test_progress_reaches_the_bar_through_the_callback() -> None:
+def test_send_after_preview_send_in_code_refuses_and_shows_that_result() -> None:
+    with Sandbox(api_key=SECRET) as sb:
+        preview = preview_of(server_url=sb.url)
+        w = PreviewWidget(preview)  # shown first, then sent from code
+        with pytest.warns(amp_pandas.errors.RowsNotSucceededWarning):
+            first = preview.send(progress=False)
+        n_requests = len(sb.requests)
+        w.send_button.click()
+        assert len(sb.requests) == n_requests
+        profiles = sb.profiles()
+    assert profiles.loc["user-1", "plan"] == "pro"
+    assert w.state == "failed" and w.send_button.disabled
+    assert w.send_button.description == "Not sent: already sent"
+    assert w.result is first and preview.result is first
+    assert "this preview was sent already" in w.send_status.value
+    assert "preview.send(force=True)" in w.send_status.value
+    assert "3 success" in w.result_view.value  # the earlier send's result
+
+
+def test_after_the_widget_sent_preview_send_refuses_unless_forced() -> None:
+    df = pd.DataFrame({"uid": ["user-1"], "n": [5]})
+    with Sandbox(api_key=SECRET) as sb:
+        preview = df.amplitude.identify(
+            user_id="uid", add=["n"], dry_run=True, server_url=sb.url, api_key=SECRET
+        )
+        w = PreviewWidget(preview)
+        w.send_button.click()
+        assert w.state == "sent" and preview.result is w.result
+        with pytest.raises(amp_pandas.errors.AlreadySentError):
+            preview.send(progress=False)
+        assert sb.profile("user-1") == {"n": 5}
+        preview.send(force=True, progress=False)
+        assert sb.profile("user-1") == {"n": 10}
+
+
+def test_progress_reaches_the_bar_through_the_callback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from amp_pandas import _send
+
     seen = []
+    send_plan = _send.send_plan
 
     def fake_send(plan, settings, *, progress_callback):
         assert settings.progress is False  # no tqdm bar next to the widget's own
@@ -212,15 +254,16 @@ def test_progress_reaches_the_bar_through_the_callback() -> None:
                           "waiting 1s for 2 throttled ids")
         progress_callback({**base, "success": 3, "pending": 0}, None)
         seen.append((w.progress.value, w.progress_label.value))
-        from amp_pandas._send import send_plan
-
         return send_plan(plan, settings, progress_callback=None)
 
+    monkeypatch.setattr(_send, "send_plan", fake_send)
     with Sandbox(api_key=SECRET) as sb:
-        w = PreviewWidget(preview_of(server_url=sb.url), send=fake_send)
+        w = PreviewWidget(preview_of(server_url=sb.url))
         w.send_button.click()
-    assert seen[0] == (1, "succeeded 1 · failed 0 · throttled 0")
-    assert seen[1] == (3, "succeeded 3 · failed 0 · throttled 0")
+    assert seen == [
+        (1, "succeeded 1 · failed 0 · throttled 0"),
+        (3, "succeeded 3 · failed 0 · throttled 0"),
+    ]
     assert w.state == "sent"
 
 
@@ -250,15 +293,31 @@ def test_a_rejected_key_stops_the_send_and_shows_why_without_the_key() -> None:
     assert not any(SECRET in s for s in strings(w))
 
 
-def test_an_unexpected_error_is_shown_in_the_widget(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unexpected_error_is_shown_in_the_widget(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from amp_pandas import _send
+
     def broken(plan, settings, *, progress_callback):
         raise RuntimeError("boom")
 
-    w = PreviewWidget(preview_of(), send=broken)
+    monkeypatch.setattr(_send, "send_plan", broken)
+    w = PreviewWidget(preview_of())
     with caplog.at_level("ERROR", logger="amp_pandas"):
         w.send_button.click()
     assert w.state == "failed" and "RuntimeError: boom" in w.send_status.value
     assert w.send_button.disabled
+    assert "the send from the preview widget failed" in caplog.text
+
+
+def test_values_are_shown_in_plain_form() -> None:
+    df = pd.DataFrame({"uid": [100000.5, 100001.5], "plan": ["pro", "free"], "bio": ["a", "b"]})
+    w = PreviewWidget(preview_of(df))
+    everything = "\n".join(strings(w))
+    assert "np.float64" not in everything
+    assert "0 (100000.5), 1 (100001.5)" in w.problems_view.value
+    w.row_picker.value = 1
+    assert "got float 100001.5" in w.payload_view.value
 
 
 def test_no_key_anywhere_in_the_widget_state() -> None:
