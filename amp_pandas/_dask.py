@@ -264,6 +264,9 @@ class DaskAmplitudeAccessor:
         while sending makes dask.distributed run that partition again (up to its
         ``allowed-failures``), which may send its rows twice.
 
+        Rows that did not succeed give one ``RowsNotSucceededWarning`` for the whole frame;
+        with a local scheduler each partition's sender may also warn for its own rows.
+
         Examples
         --------
         >>> import dask.dataframe as dd

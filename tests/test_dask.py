@@ -349,7 +349,7 @@ def test_accessor_registered_in_either_import_order(order: str) -> None:
     assert _python(code) == "DaskAmplitudeAccessor"
 
 
-def test_import_dask_alone_after_amp_pandas_leaves_import_machinery_clean() -> None:
+def test_import_hook_removes_itself_once_both_are_registered() -> None:
     code = (
         "import sys, amp_pandas, dask.dataframe, polars; "
         "print(sum(type(f).__module__ == 'amp_pandas._extensions' for f in sys.meta_path), "
