@@ -248,3 +248,28 @@ def test_rejected_key_stops_and_the_result_covers_the_file(sb: Sandbox, tmp_path
     assert set(result["status"].iloc[10:]) == {"not_sent"}  # later chunks never sent
     assert sb.applied == []
     assert len(sb.requests) == 1  # one rejected request, then the send stopped
+
+
+def test_peak_memory_follows_the_chunk_not_the_file(tmp_path: Path) -> None:
+    """Python-heap peak of checking and sending (results to ``out``): a file four times longer
+    read in the same chunks peaks about as high; reading it whole would peak ~4x higher."""
+    import tracemalloc
+
+    def peak(n: int) -> int:
+        records = [{"uid": f"user-{i % 10:03d}", "plan": f"plan-{i:07d}"} for i in range(n)]
+        path = write(tmp_path / f"u{n}.csv", records, "csv")
+        with Sandbox(api_key=KEY, record_identifications=False) as sandbox:
+            tracemalloc.start()
+            try:
+                counts = amp_pandas.identify_file(
+                    path, user_id="uid", set=["plan"], chunk_rows=500,
+                    out=tmp_path / f"r{n}.parquet", **target(sandbox),
+                )
+                highest = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+        assert counts["success"] == n
+        return highest
+
+    small, large = peak(4_000), peak(16_000)
+    assert large < 1.5 * small
