@@ -228,7 +228,7 @@ def test_dry_run_counts_and_problems_cover_every_partition(sb: Sandbox) -> None:
     assert "4 partitions" in text and "6 errors" in text and "nothing sent" in text
 
 
-def test_dry_run_bytes_match_pandas() -> None:
+def test_dry_run_counts_match_pandas() -> None:
     df = frame()
     whole = df.amplitude.identify(**JOB, dry_run=True).summary
     parts = dd.from_pandas(df, npartitions=3).amplitude.identify(**JOB, dry_run=True).summary
