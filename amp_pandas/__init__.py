@@ -6,17 +6,19 @@
     result = preview.send()                                                     # SendResult
 
 See the README for the whole story; :mod:`amp_pandas.sandbox` is a local Amplitude-compatible
-server for rehearsals and tests.
+server for rehearsals and tests. With Dask or polars imported (before or after), ``ddf.amplitude``
+and ``pl_df.amplitude`` work too; :func:`identify_file` streams a file in bounded memory.
 """
 
 from __future__ import annotations
 
-from . import errors
+from . import _extensions, errors
 from ._accessor import AmplitudeAccessor
 from ._amplitude import FIELDS
 from ._preview import IdentifyPreview
 from ._result import SendResult
 from ._spec import literal
+from ._stream import identify_file
 
 __all__ = [
     "AmplitudeAccessor",
@@ -25,7 +27,11 @@ __all__ = [
     "SendResult",
     "__version__",
     "errors",
+    "identify_file",
     "literal",
 ]
 
 __version__ = "0.1.0"
+
+# ddf.amplitude (Dask) and pl_df.amplitude (polars), registered when those are imported
+_extensions.install()

@@ -1,0 +1,486 @@
+"""Files in bounded memory: Parquet, CSV and JSON lines read in chunks, checked, then sent.
+
+Two passes over the file, a chunk of ``chunk_rows`` rows at a time (through a
+:class:`pyarrow.dataset.Dataset`, reading only the mapped columns):
+
+1. every chunk is built as a dry run and reduced to counts and its first problems
+   (:mod:`amp_pandas._aggregate`), so the verdict covers the whole file before anything is
+   sent, and a file that cannot be read fails before any request;
+2. every chunk is built again and sent by the pandas sender, one chunk after the other.
+
+Per-user order across chunks: a chunk is sent only when every row of the previous chunk has a
+final status, so a user whose rows span chunks gets them in file order (within a chunk the
+sender keeps each user's rows in order). The cost is a short pause at each chunk boundary while
+the last requests of a chunk are answered.
+
+pyarrow is imported only when a file is read.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ._aggregate import DEFAULT_KEEP, AggregatePreview, Tally, check_part, warn_if_not_succeeded
+from ._arrow import to_pandas
+from ._config import require_key
+from ._identify import identify
+from ._result import NOT_SENT, STATUSES, SendResult, build_result, summarize
+from .errors import (
+    ArgumentError,
+    InputFileError,
+    InterruptedSendWarning,
+    RowsNotSucceededWarning,
+    SendError,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+__all__ = ["identify_file", "FORMATS", "DEFAULT_CHUNK_ROWS"]
+
+#: File name endings and the format they mean.
+FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+}
+DEFAULT_CHUNK_ROWS = 100_000
+_INDEX_NAME = "row"
+
+
+def identify_file(
+    source: str | os.PathLike[str] | ds.Dataset,
+    *,
+    format: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    column_types: Mapping[str, Any] | None = None,
+    missing_values: Sequence[str] = (),
+    out: str | os.PathLike[str] | None = None,
+    problem_rows: int = DEFAULT_KEEP,
+    dry_run: bool = False,
+    **arguments: Any,
+) -> AggregatePreview | pd.DataFrame | pd.Series:
+    """Identify every row of a Parquet, CSV or JSON-lines file, in bounded memory.
+
+    The file is read twice, ``chunk_rows`` rows at a time: a first pass checks every row
+    (nothing is sent if the file cannot be read to the end), a second builds and sends each
+    chunk with the pandas sender. Peak memory follows the chunk size, not the file size
+    (for Parquet, the larger of a chunk and a row group). Only the mapped columns are read.
+
+    Parameters
+    ----------
+    source : path or pyarrow.dataset.Dataset
+        A ``.parquet``/``.pq``, ``.csv``, or ``.jsonl``/``.ndjson``/``.json`` (one JSON object
+        per line) file, a directory of such files (give ``format``), or a dataset.
+    format : {"parquet", "csv", "json"}, optional
+        The file format, when the name's ending does not say it.
+    chunk_rows : int, default 100_000
+        Rows per chunk.
+    column_types : dict, optional
+        ``{column: pyarrow type or type name}`` for CSV and JSON. CSV columns are otherwise
+        read as text exactly as written (``0012345`` stays ``0012345``): give a type to a
+        column that must be a number (``add``), a timestamp or a boolean.
+    missing_values : list of str, default ()
+        CSV cells read as missing besides empty ones (e.g. ``["NA", "null"]``). By default
+        only an empty cell is missing.
+    out : path, optional
+        Write the per-row result to this file (``.parquet``, else CSV) chunk by chunk instead
+        of returning it; the call then returns the count of rows per status.
+    problem_rows : int, default 5
+        With ``dry_run=True``: problems kept per kind (a kind is a column and a severity).
+    dry_run : bool, default False
+        Check every row and return an :class:`~amp_pandas._aggregate.AggregatePreview`
+        (``summary``, ``problems``, ``problem_counts``, ``parts`` = chunks read, ``send()``).
+    **arguments
+        The mapping and sending options of :meth:`amp_pandas.AmplitudeAccessor.identify`
+        (``user_id``, ``set``, ..., ``api_key``, ``server_url``, ``batch_size`` ...).
+
+    Returns
+    -------
+    AggregatePreview, pandas.DataFrame or pandas.Series
+        The preview with ``dry_run=True``; else the result (``status``, ``http_status``,
+        ``error``, ``attempts``) indexed by ``row``, the 0-based row number in the file; with
+        ``out=``, the number of rows per status.
+
+    Raises
+    ------
+    amp_pandas.errors.InputFileError
+        The file does not exist, its format is unknown, or it cannot be read.
+    amp_pandas.errors.ArgumentError
+        Bad arguments (as for ``identify``), raised before any row is read.
+
+    Notes
+    -----
+    Per-user order across chunks holds because chunks are sent one after another: each
+    chunk's rows all reach a final status before the next chunk is sent.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import amp_pandas
+    >>> from amp_pandas.sandbox import Sandbox
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "users.csv"
+    >>> _ = path.write_text("uid,plan\\n0012345,pro\\nuser-2,free\\nuser-3,\\n")
+    >>> preview = amp_pandas.identify_file(path, user_id="uid", set=["plan"], chunk_rows=2,
+    ...                                    dry_run=True)
+    >>> preview.summary[["rows", "valid", "skipped"]].tolist(), preview.parts
+    ([3, 2, 1], 2)
+    >>> with Sandbox() as sb:
+    ...     result = preview.send(server_url=sb.url, api_key=sb.api_key, progress=False)
+    ...     plans = sb.profiles()["plan"].to_dict()
+    >>> result.status.tolist(), plans
+    (['success', 'success', 'skipped'], {'0012345': 'pro', 'user-2': 'free'})
+    """
+    return run_file(
+        "identify",
+        source,
+        format=format,
+        chunk_rows=chunk_rows,
+        column_types=column_types,
+        missing_values=missing_values,
+        out=out,
+        problem_rows=problem_rows,
+        dry_run=dry_run,
+        arguments=arguments,
+    )
+
+
+def run_file(
+    method: str,
+    source: Any,
+    *,
+    format: str | None,
+    chunk_rows: int,
+    column_types: Mapping[str, Any] | None,
+    missing_values: Sequence[str],
+    out: Any,
+    problem_rows: int,
+    dry_run: bool,
+    arguments: Mapping[str, Any],
+) -> Any:
+    """:func:`identify_file` for any frame method (``identify``, ``group_identify``)."""
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise ArgumentError(f"chunk_rows must be a positive integer, not {chunk_rows!r}")
+    if arguments.get("sync") is not None:
+        raise ArgumentError("sync= is not supported when streaming a file")
+    arguments = {k: v for k, v in arguments.items() if k != "sync"}
+    dataset = open_dataset(source, format, column_types, missing_values)
+    call = _method(method)
+    # Arguments are checked on the empty frame of the whole schema: nothing is read yet.
+    empty = to_pandas(dataset.schema.empty_table())
+    meta = call(empty, **{**arguments, "dry_run": True})
+    columns = _mapped_columns(arguments, dataset.schema.names)
+    stream = _Stream(dataset, columns, chunk_rows)
+
+    def send(**options: Any) -> Any:
+        merged = {**arguments, **options}
+        require_key(call(empty, **{**merged, "dry_run": True}).settings)
+        return _send_pass(stream, call, merged, out, total=tally.summary["rows"])
+
+    if not dry_run:
+        require_key(meta.settings)
+    tally = Tally(problem_rows)
+    for frame in stream.frames():
+        preview = call(frame, **{**arguments, "dry_run": True})
+        tally.add(check_part(preview.summary, preview.problems, problem_rows))
+    checked = AggregatePreview(
+        tally, what="chunks", endpoint=meta.endpoint, key_status=meta.key_status, sender=send
+    )
+    return checked if dry_run else checked.send()
+
+
+def _method(method: str) -> Callable[..., Any]:
+    if method == "identify":
+        return identify
+
+    def call(frame: pd.DataFrame, **kwargs: Any) -> Any:
+        return getattr(frame.amplitude, method)(**kwargs)
+
+    return call
+
+
+# ---------------------------------------------------------------------- reading
+def open_dataset(
+    source: Any,
+    format: str | None,
+    column_types: Mapping[str, Any] | None,
+    missing_values: Sequence[str],
+) -> ds.Dataset:
+    """``source`` as a dataset: CSV columns as text unless typed, only empty cells missing."""
+    try:
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+    except ImportError as exc:  # pragma: no cover - pyarrow is a dependency of the file path
+        raise InputFileError(
+            'reading files needs pyarrow: pip install "amp_pandas[files]" (or pyarrow)'
+        ) from exc
+    if isinstance(source, ds.Dataset):
+        if column_types or missing_values:
+            raise ArgumentError(
+                "column_types= and missing_values= apply to a path; a dataset keeps its schema"
+            )
+        return source
+    path = Path(os.fspath(source))
+    if not path.exists():
+        raise InputFileError(f"no such file: {str(path)!r}")
+    kind = format or FORMATS.get(path.suffix.lower())
+    if kind not in ("parquet", "csv", "json"):
+        raise InputFileError(
+            f"cannot tell the format of {path.name!r}: name it .parquet, .csv or .jsonl, or "
+            'pass format="parquet", "csv" or "json"'
+        )
+    types = {name: _arrow_type(pa, t, name) for name, t in (column_types or {}).items()}
+    try:
+        if kind == "parquet":
+            if column_types or missing_values:
+                raise ArgumentError(
+                    "column_types= and missing_values= apply to CSV and JSON; "
+                    "Parquet keeps its own types"
+                )
+            return ds.dataset(path, format="parquet")
+        if kind == "json":
+            if missing_values:
+                raise ArgumentError("missing_values= applies to CSV; JSON has null")
+            if not types:
+                return ds.dataset(path, format="json")
+            import pyarrow.json as pj
+
+            inferred = ds.dataset(path, format="json").schema
+            schema = pa.schema([(f.name, types.get(f.name, f.type)) for f in inferred])
+            options = pj.ParseOptions(explicit_schema=schema)
+            return ds.dataset(path, format=ds.JsonFileFormat(parse_options=options), schema=schema)
+        import pyarrow.csv as pcsv
+
+        names = ds.dataset(path, format="csv").schema.names
+        unknown = sorted(set(types) - set(names))
+        if unknown:
+            raise ArgumentError(f"column_types names columns not in {path.name!r}: {unknown}")
+        schema = pa.schema([(n, types.get(n, pa.string())) for n in names])
+        convert = pcsv.ConvertOptions(
+            null_values=["", *missing_values],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            true_values=["true", "True", "TRUE", "1"],
+            false_values=["false", "False", "FALSE", "0"],
+        )
+        return ds.dataset(path, format=ds.CsvFileFormat(convert_options=convert), schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise InputFileError(f"cannot read {path.name!r} as {kind}: {exc}") from exc
+
+
+def _arrow_type(pa: Any, given: Any, name: str) -> Any:
+    if isinstance(given, pa.DataType):
+        return given
+    try:
+        return pa.type_for_alias(str(given))
+    except (ValueError, KeyError) as exc:
+        raise ArgumentError(
+            f"column_types[{name!r}]: {given!r} is not a pyarrow type "
+            "(e.g. 'int64', 'float64', 'bool', 'timestamp[s]', 'string')"
+        ) from exc
+
+
+def _mapped_columns(arguments: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """The columns the arguments name (a column label anywhere a column can stand)."""
+    available = set(names)
+    used: set[str] = set()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, str):
+            if value in available:
+                used.add(value)
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v)
+
+    for key, value in arguments.items():
+        if key not in ("api_key", "server_url", "region", "session", "nulls"):
+            visit(value)
+    return [n for n in names if n in used]
+
+
+class _Stream:
+    """The dataset's mapped columns, re-readable, as pandas frames of ``chunk_rows`` rows."""
+
+    def __init__(self, dataset: ds.Dataset, columns: list[str], chunk_rows: int) -> None:
+        self.dataset = dataset
+        self.columns = columns
+        self.chunk_rows = chunk_rows
+        self.chunks_read = 0
+
+    def tables(self) -> Iterator[pa.Table]:
+        import pyarrow as pa
+
+        batches = self.dataset.to_batches(
+            columns=self.columns,
+            batch_size=self.chunk_rows,
+            batch_readahead=1,
+            fragment_readahead=1,
+        )
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        try:
+            for batch in batches:
+                while batch.num_rows:
+                    take = min(batch.num_rows, self.chunk_rows - held)
+                    pending.append(batch.slice(0, take))
+                    held += take
+                    batch = batch.slice(take)
+                    if held == self.chunk_rows:
+                        yield pa.Table.from_batches(pending)
+                        pending, held = [], 0
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise InputFileError(f"cannot read the input: {exc}") from exc
+        if pending:
+            yield pa.Table.from_batches(pending)
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        """Each chunk as pandas, indexed by its rows' numbers in the file (``row``)."""
+        start = 0
+        for table in self.tables():
+            self.chunks_read += 1
+            n = table.num_rows
+            index = pd.RangeIndex(start, start + n, name=_INDEX_NAME)
+            yield to_pandas(table, index=index)
+            start += n
+
+
+# ---------------------------------------------------------------------- sending
+class _Sink:
+    """Where chunk results go: kept in memory, or appended to ``out``."""
+
+    def __init__(self, out: Any) -> None:
+        self.path = None if out is None else Path(os.fspath(out))
+        self.frames: list[pd.DataFrame] = []
+        self.counts = pd.Series(0, index=list(STATUSES), dtype="int64", name="rows")
+        self._writer: Any = None
+
+    def add(self, result: pd.DataFrame) -> None:
+        self.counts = self.counts.add(summarize(result).reindex(STATUSES, fill_value=0))
+        if self.path is None:
+            self.frames.append(pd.DataFrame(result))
+            return
+        import pyarrow as pa
+
+        table = pa.table(
+            {
+                _INDEX_NAME: pa.array(np.asarray(result.index, dtype=np.int64)),
+                "status": pa.array(result["status"].astype(object), pa.string()),
+                "http_status": pa.array(result["http_status"].astype(object), pa.int64()),
+                "error": pa.array(result["error"].astype(object), pa.string()),
+                "attempts": pa.array(result["attempts"].to_numpy(), pa.int64()),
+            }
+        )
+        if self._writer is None:
+            if self.path.suffix.lower() in (".parquet", ".pq"):
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(self.path, table.schema)
+            else:
+                import pyarrow.csv as pcsv
+
+                self._writer = pcsv.CSVWriter(self.path, table.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def result(self) -> Any:
+        if self.path is not None:
+            return self.counts
+        frames = [f for f in self.frames if len(f)]
+        if not frames:
+            return SendResult(_not_sent(0, 0))
+        return SendResult(pd.concat(frames))
+
+
+def _not_sent(start: int, stop: int, reason: str | None = None) -> pd.DataFrame:
+    n = stop - start
+    return pd.DataFrame(
+        build_result(
+            pd.RangeIndex(start, stop, name=_INDEX_NAME),
+            np.full(n, NOT_SENT, dtype=np.int64),
+            np.zeros(n, dtype=np.int64),
+            np.full(n, reason, dtype=object),
+            np.zeros(n, dtype=np.int64),
+        )
+    )
+
+
+def _send_pass(
+    stream: _Stream,
+    call: Callable[..., Any],
+    arguments: Mapping[str, Any],
+    out: Any,
+    total: int,
+) -> Any:
+    arguments = dict(arguments)
+    show = bool(arguments.pop("progress", True))
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(total), unit="rows", desc="identify")
+    sink = _Sink(out)
+    done = 0
+    stop: SendError | None = None
+    interrupted = False
+    try:
+        for frame in stream.frames():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RowsNotSucceededWarning)
+                warnings.simplefilter("always", InterruptedSendWarning)
+                try:
+                    result = call(frame, **arguments, progress=False)
+                except SendError as exc:
+                    if exc.result is None:
+                        raise
+                    result, stop = exc.result, exc
+            for w in caught:
+                if issubclass(w.category, InterruptedSendWarning):
+                    interrupted = True
+                elif not issubclass(w.category, RowsNotSucceededWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            sink.add(result)
+            done += len(frame)
+            if bar is not None:
+                bar.update(len(frame))
+            if stop is not None or interrupted:
+                break
+        if (stop is not None or interrupted) and done < total:
+            sink.add(_not_sent(done, int(total), "not sent: the send stopped before this chunk"))
+    finally:
+        if bar is not None:
+            bar.close()
+        sink.close()
+    result = sink.result()
+    if stop is not None:
+        stop.result = result if out is None else None
+        raise stop
+    if out is None:
+        if interrupted:
+            warnings.warn(
+                "The send was interrupted; the result is partial: rows 'not_sent' were not "
+                "applied, rows 'unknown' may have been.",
+                InterruptedSendWarning,
+                stacklevel=3,
+            )
+        else:
+            warn_if_not_succeeded(result)
+    return result
