@@ -84,6 +84,7 @@ def test_all_is_explicit_sorted_and_complete() -> None:
         "SendResult",
         "__version__",
         "errors",
+        "identify_file",
         "literal",
     ]
     assert amp_pandas.__all__ == sorted(amp_pandas.__all__)
