@@ -88,6 +88,7 @@ from ._sync import (
     RevertInfo,
 )
 from .errors import (
+    ArgumentError,
     LedgerAccessError,
     LedgerCorruptError,
     LedgerError,
@@ -571,7 +572,7 @@ class Ledger:
         The key is kept only as a salted SHA-256 fingerprint (the salt is this file's own).
         """
         if not isinstance(name, str) or not name.strip():
-            raise ValueError("sync= takes a job name: a non-empty string")
+            raise ArgumentError(f"sync= takes a job name (a non-empty string), not {name!r}")
         digest = hashlib.sha256(f"{self._salt}\x00{api_key}".encode()).hexdigest()
         return Job(name, normalize_endpoint(endpoint), digest[:32])
 

@@ -161,9 +161,11 @@ class RevertInfo:
 
     def union(self, other: RevertInfo) -> RevertInfo:
         """Everything either holds: what two sends, both possibly applied, may have done."""
-        if other == self or not (other.set or other.added or other.irreversible
+        if other is self or not (other.set or other.added or other.irreversible
                                  or other.non_idempotent):
             return self
+        if not (self.set or self.added or self.irreversible or self.non_idempotent):
+            return other
         added: dict[str, list[str]] = {p: list(v) for p, v in self.added}
         for prop, values in other.added:
             known = added.setdefault(prop, [])
@@ -295,8 +297,40 @@ class UserSummary:
     revert: RevertInfo
 
 
+#: Revert infos of one identification, by the parts of it a revert info depends on: the
+#: names of the properties with a non-null value, for set-like and irreversible operations;
+#: the whole body of list operations.
+_INFO_CACHE: dict[Any, RevertInfo] = {}
+_INFO_CACHE_SIZE = 4096
+
+
+def _info_of(ident: Mapping[str, Any]) -> RevertInfo:
+    props = ident.get("user_properties") or ident.get("group_properties") or {}
+    try:
+        sig = (
+            tuple(k for k in ident if k == "groups" or k in FIELDS),
+            tuple((op, repr(body) if op in _LIST_OPERATIONS
+                   else tuple(k for k, v in body.items() if v is not None)
+                   if isinstance(body, Mapping) else body)
+                  for op, body in props.items()),
+        )  # fmt: skip
+        hash(sig)
+    except TypeError:
+        return revert_info([ident])
+    info = _INFO_CACHE.get(sig)
+    if info is None:
+        info = revert_info([ident])
+        if len(_INFO_CACHE) >= _INFO_CACHE_SIZE:
+            _INFO_CACHE.clear()
+        _INFO_CACHE[sig] = info
+    return info
+
+
 def summarize_user(texts: Sequence[str]) -> UserSummary:
     """Digest, idempotency and revert info of one user's identifications (JSON texts, in order).
+
+    Identifications that differ only in their ids or in values of ``$set``-like operations
+    share one revert info, computed once.
 
     Examples
     --------
@@ -304,7 +338,9 @@ def summarize_user(texts: Sequence[str]) -> UserSummary:
     >>> s.idempotent, s.revert.irreversible, len(s.digest)
     (False, ('$add n',), 16)
     """
-    info = revert_info(texts)
+    info = EMPTY_REVERT
+    for text in texts:
+        info = info.union(_info_of(json.loads(text)))
     return UserSummary(identification_digest(texts), not info.non_idempotent, info)
 
 
@@ -327,12 +363,19 @@ def user_key(user_id: str | None, device_id: str | None = None) -> str:
 
 
 def user_keys(user_ids: Sequence[Any], device_ids: Sequence[Any] | None = None) -> np.ndarray:
-    """:func:`user_key` for whole columns (missing values as ``None`` or NA)."""
+    """:func:`user_key` for whole columns (missing values as ``None`` or NA).
+
+    (Written as a loop: pandas' ``"\x00" + series`` drops the NUL.)
+    """
     uid = pd.Series(user_ids, dtype=object)
     if device_ids is None:
         return uid.to_numpy(dtype=object)
-    did = "\x00" + pd.Series(device_ids, dtype=object)
-    return uid.where(uid.notna(), did).to_numpy(dtype=object)
+    present = uid.notna().to_numpy()
+    did = pd.Series(device_ids, dtype=object).to_numpy()
+    return np.array(
+        [u if p else "\x00" + d for u, p, d in zip(uid.to_numpy(), present, did, strict=True)],
+        dtype=object,
+    )
 
 
 def key_fields(key: str, *, group: bool = False) -> dict[str, str]:

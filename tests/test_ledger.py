@@ -36,6 +36,7 @@ from amp_pandas._sync import (
     RevertInfo,
 )
 from amp_pandas.errors import (
+    ArgumentError,
     LedgerAccessError,
     LedgerCorruptError,
     LedgerError,
@@ -363,6 +364,12 @@ def test_jobs_are_separated_by_name_endpoint_and_key(ledger: Ledger) -> None:
     assert outcomes(ledger, jobs[1]) == {"user-1": "acknowledged"}
 
 
+@pytest.mark.parametrize("name", ["", "  ", None, 3])
+def test_job_name_must_be_a_string(ledger: Ledger, name: object) -> None:
+    with pytest.raises(ArgumentError, match="sync= takes a job name"):
+        ledger.job(name, URL, KEY)  # type: ignore[arg-type]
+
+
 def test_fingerprint_depends_on_the_file_salt(tmp_path: Path) -> None:
     with Ledger(tmp_path / "a.db") as a, Ledger(tmp_path / "b.db") as b:
         assert a.job("j", URL, KEY).fingerprint != b.job("j", URL, KEY).fingerprint
@@ -650,3 +657,14 @@ def test_states_have_stable_codes() -> None:
     # stored in files: renumbering them would misread every existing ledger
     assert (IN_FLIGHT, ACKNOWLEDGED, FAILED, UNKNOWN) == (0, 1, 2, 3)
     assert (SYNC, REVERT, KEPT) == (0, 1, 2)
+
+
+def test_device_and_group_keys_survive_the_file(ledger: Ledger) -> None:
+    job = ledger.job("j", URL, KEY)
+    keys = ["\x00device-1", "device-1", "org\x00acme", "ünï\u2603"]
+    with ledger.begin_run(job) as run:
+        run.mark_in_flight(keys, [d(1), d(2), d(3), d(4)])
+        run.mark_done(keys, "acknowledged")
+    state = ledger.state(job)
+    assert sorted(zip(state.keys, (bytes(g) for g in state.digest), strict=True)) == sorted(
+        zip(keys, [d(1), d(2), d(3), d(4)], strict=True))
