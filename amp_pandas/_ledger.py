@@ -64,6 +64,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -940,20 +941,21 @@ class Run:
         pos = state.index.get_indexer(keys)
         return np.where(pos >= 0, state.revert[pos], -1)
 
-    def _log(self, conn: sqlite3.Connection, keys: list[str], rows: list[int],
-             values: Iterable[tuple[Any, ...]]) -> None:
-        """Append flights (digest, action, pending) for ``keys``; remember them as open."""
+    def _log(self, conn: sqlite3.Connection, keys: list[str], rows: Iterable[int],
+             digests: Iterable[bytes | None], action: int, pending: Iterable[int | None]) -> None:
+        """Append flights for ``keys`` (one row each, in a block of consecutive ids) and
+        remember them as open: ``[rows not final yet, outcome flags, flight id]``."""
         first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM flights").fetchone()[0]
-        job, run, now = self._job_id, self.id, time.time()
+        ids = range(first, first + len(keys))
         conn.executemany(
             "INSERT INTO flights (id, job, run, key, digest, action, pending, at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(first + j, job, run, k, *v, now)
-             for j, (k, v) in enumerate(zip(keys, values, strict=True))],
+            zip(ids, repeat(self._job_id), repeat(self.id), keys, digests, repeat(action),
+                pending, repeat(time.time())),
         )  # fmt: skip
-        opened = self._open
-        for j, (k, n) in enumerate(zip(keys, rows, strict=True)):
-            opened[k] = [n, 0, first + j]
+        self._open.update(
+            zip(keys, ([n, 0, i] for n, i in zip(rows, ids, strict=False)), strict=True)
+        )
 
     def mark_in_flight(
         self, keys: Sequence[str], digests: Sequence[bytes],
@@ -975,6 +977,10 @@ class Run:
             that many rows have a final outcome.
         """
         self._check()
+        if len(digests) != len(keys) or any(
+            other is not None and len(other) != len(keys) for other in (reverts, rows)
+        ):
+            raise ValueError("mark_in_flight: keys, digests, reverts and rows differ in length")
         opened = self._open
         fresh = [i for i, k in enumerate(keys) if k not in opened]
         if not fresh:
@@ -987,10 +993,11 @@ class Run:
             else:
                 new_ids = self._revert_ids_of(conn, [reverts[i] for i in fresh])
             union = self._union_id
-            values = [(digests[i], SYNC, n if o < 0 or o == n else union(conn, o, n))
-                      for i, o, n in zip(fresh, old, new_ids, strict=True)]  # fmt: skip
-            counts = [1] * len(fresh) if rows is None else [int(rows[i]) for i in fresh]
-            self._log(conn, new_keys, counts, values)
+            pending = [n if o < 0 or o == n else union(conn, o, n)
+                       for o, n in zip(old, new_ids, strict=True)]  # fmt: skip
+            counts = repeat(1) if rows is None else [int(rows[i]) for i in fresh]
+            chosen = [bytes(digests[i]) for i in fresh]
+            self._log(conn, new_keys, counts, chosen, SYNC, pending)
 
     def mark_revert_in_flight(self, keys: Sequence[str]) -> None:
         """Before a request of revert identifications leaves: write those users in flight.
@@ -1006,10 +1013,11 @@ class Run:
         pos = state.index.get_indexer(fresh) if len(state) else np.full(len(fresh), -1)
         if (pos < 0).any():
             raise ValueError("mark_revert_in_flight: a user the ledger does not hold")
-        values = [(bytes(d) or None, REVERT, None if r < 0 else r) for d, r in
-                  zip(state.digest[pos].tolist(), state.revert[pos].tolist(), strict=True)]
+        digests = [d.ljust(DIGEST_BYTES, b"\0") if d else None
+                   for d in state.digest[pos].tolist()]  # fmt: skip
+        pending = [None if r < 0 else r for r in state.revert[pos].tolist()]
         with self.ledger._write() as conn:
-            self._log(conn, fresh, [1] * len(fresh), values)
+            self._log(conn, fresh, repeat(1), digests, REVERT, pending)
 
     def mark_done(self, keys: Sequence[str], outcomes: Sequence[str] | str) -> None:
         """After an answer: the final outcome of rows (one entry per row; keys may repeat).

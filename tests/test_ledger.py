@@ -668,3 +668,11 @@ def test_device_and_group_keys_survive_the_file(ledger: Ledger) -> None:
     state = ledger.state(job)
     assert sorted(zip(state.keys, (bytes(g) for g in state.digest), strict=True)) == sorted(
         zip(keys, [d(1), d(2), d(3), d(4)], strict=True))
+
+
+def test_mark_in_flight_checks_lengths(ledger: Ledger) -> None:
+    with ledger.begin_run(ledger.job("j", URL, KEY)) as run:
+        with pytest.raises(ValueError, match="differ in length"):
+            run.mark_in_flight(["a", "b"], [d(1)])
+        with pytest.raises(ValueError, match="differ in length"):
+            run.mark_in_flight(["a"], [d(1)], rows=[1, 2])
