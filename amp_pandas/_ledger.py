@@ -225,13 +225,13 @@ class _NotALedger(Exception):
 #: over); the revert info stays the old one when the send failed, and is cleared by an
 #: acknowledged revert.
 _FOLDED = f"""
-SELECT f.job, f.key,
-    CASE WHEN f.action = {REVERT} AND o = {ACKNOWLEDGED} THEN NULL ELSE f.digest END,
-    o, f.action,
+SELECT f.job AS job, f.key AS key,
+    CASE WHEN f.action = {REVERT} AND o = {ACKNOWLEDGED} THEN NULL ELSE f.digest END AS digest,
+    o AS outcome, f.action AS action,
     CASE WHEN o = {FAILED} THEN u.revert
          WHEN f.action = {REVERT} AND o = {ACKNOWLEDGED} THEN NULL
-         ELSE f.pending END,
-    f.run, f.at
+         ELSE f.pending END AS revert,
+    f.run AS run, f.at AS at, f.id AS flight
 FROM (
     SELECT f.*, coalesce(d.outcome, :missing) AS o FROM flights f
     LEFT JOIN done d ON d.first = (SELECT max(first) FROM done WHERE first <= f.id)
@@ -239,9 +239,11 @@ FROM (
     WHERE f.run = :run
 ) f LEFT JOIN users u ON u.job = f.job AND u.key = f.key
 """
+#: Folded in key order (pages of ``users`` are visited in order); a user flown twice in one
+#: run takes its last flight.
 _FOLD = f"""
 INSERT INTO users (job, key, digest, outcome, action, revert, run, at)
-SELECT * FROM ({_FOLDED}) ORDER BY 2
+SELECT job, key, digest, outcome, action, revert, run, at FROM ({_FOLDED}) ORDER BY key, flight
 ON CONFLICT (job, key) DO UPDATE SET digest = excluded.digest, outcome = excluded.outcome,
     action = excluded.action, revert = excluded.revert, pending = NULL, run = excluded.run,
     at = excluded.at
@@ -664,8 +666,8 @@ class Ledger:
         where no answer is recorded."""
         return [
             (key, digest or b"", o, action, -1 if revert is None else revert)
-            for _, key, digest, o, action, revert, _, _ in conn.execute(
-                _FOLDED + " ORDER BY f.id", {"missing": IN_FLIGHT, "run": run_id}
+            for _, key, digest, o, action, revert, _, _, _ in conn.execute(
+                _FOLDED + " ORDER BY flight", {"missing": IN_FLIGHT, "run": run_id}
             )
         ]
 
