@@ -501,6 +501,7 @@ class Ledger:
             path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
         )
         self._conn = conn
+        weakref.finalize(self, conn.close)  # a ledger dropped without close() still closes
         try:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":

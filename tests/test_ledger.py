@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import random
@@ -697,3 +698,12 @@ def test_a_user_flown_twice_in_a_run_keeps_its_last_flight(ledger: Ledger) -> No
         got = {k: (OUTCOMES[o], bytes(g)) for k, o, g in
                zip(state.keys, state.outcome, state.digest, strict=True)}
         assert got == {"a": ("acknowledged", d(2)), "b": ("unknown", d(3))}
+
+
+def test_a_dropped_ledger_closes_its_connection(path: Path) -> None:
+    ledger = Ledger(path)
+    conn = ledger._db
+    del ledger
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        conn.execute("SELECT 1")
