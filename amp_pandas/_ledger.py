@@ -941,7 +941,7 @@ class Run:
         state = self.state()
         if not len(state):
             return np.full(len(keys), -1, dtype=np.int64)
-        pos = state.index.get_indexer(keys)
+        pos = state.positions(keys)
         return np.where(pos >= 0, state.revert[pos], -1)
 
     def _log(self, conn: sqlite3.Connection, keys: list[str], rows: Iterable[int],
@@ -1013,7 +1013,7 @@ class Run:
         if not fresh:
             return
         state = self.state()
-        pos = state.index.get_indexer(fresh) if len(state) else np.full(len(fresh), -1)
+        pos = state.positions(fresh)
         if (pos < 0).any():
             raise ValueError("mark_revert_in_flight: a user the ledger does not hold")
         digests = [d.ljust(DIGEST_BYTES, b"\0") if d else None

@@ -491,6 +491,13 @@ class LedgerState:
             self._index = pd.Index(self.keys, dtype=object)
         return self._index
 
+    def positions(self, keys: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Each key's position in the state, or -1 (an object Index on both sides: pandas
+        would otherwise convert the keys to its string dtype first, at twice the cost)."""
+        if not len(self):
+            return np.full(len(keys), -1, dtype=np.intp)
+        return self.index.get_indexer(pd.Index(np.asarray(keys, dtype=object), dtype=object))
+
     @property
     def members(self) -> int:
         """Users the job counts as members (last action ``sync``)."""
@@ -631,7 +638,7 @@ def plan_sync(
     if not len(digest_arr) == len(idem) == n:
         raise ValueError("keys, digests and idempotent must have the same length")
 
-    pos = state.index.get_indexer(key_arr) if len(state) else np.full(n, -1, dtype=np.intp)
+    pos = state.positions(key_arr)
     known = pos >= 0
     p = pos[known]
     outcome = np.full(n, -1, dtype=np.int8)
