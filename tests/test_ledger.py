@@ -13,6 +13,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -707,3 +708,114 @@ def test_a_dropped_ledger_closes_its_connection(path: Path) -> None:
     gc.collect()
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         conn.execute("SELECT 1")
+
+
+def _set_lock(path: Path, **values: object) -> None:
+    conn = sqlite3.connect(path)
+    for column, value in values.items():
+        conn.execute(f"UPDATE locks SET {column} = ?", (value,))
+    conn.commit()
+    conn.close()
+
+
+def test_a_reused_pid_is_not_the_lock_holder(ledger: Ledger, path: Path) -> None:
+    from amp_pandas._ledger import _proc_start
+
+    if _proc_start(os.getppid()) is None:
+        pytest.skip("no process start times on this platform")
+    job = ledger.job("j", URL, KEY)
+    run = ledger.begin_run(job)
+    run.mark_in_flight(["a"], [d(1)])
+    # the lock now names a live process (our parent) with its true start time: respected
+    _set_lock(path, pid=os.getppid(), proc_start=_proc_start(os.getppid()))
+    with pytest.raises(LedgerLockedError, match=f"process {os.getppid()} "):
+        ledger.begin_run(job)
+    # the same pid with another start time is a process that reused the pid: taken over
+    _set_lock(path, proc_start=_proc_start(os.getppid()) + 1)  # type: ignore[operator]
+    ledger.begin_run(job).finish()
+    assert outcomes(ledger, job) == {"a": "unknown"}
+    run.finished = True  # its lock was taken over; nothing more to write
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_zombie_holder_is_dead(path: Path) -> None:
+    path.parent.mkdir()
+    child = subprocess.Popen(
+        [sys.executable, str(WORKER), "hold", str(path)], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, env=_env(),
+    )
+    assert child.stdout is not None and child.stdin is not None
+    try:
+        assert child.stdout.readline().startswith("ready")
+        os.kill(child.pid, signal.SIGKILL)
+        # not reaped yet: the pid still exists, as a zombie
+        for _ in range(200):
+            with open(f"/proc/{child.pid}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    break
+            time.sleep(0.05)
+        with Ledger(path) as ledger:
+            ledger.begin_run(ledger.job(*ledger_worker.JOB)).finish()
+    finally:
+        child.wait(timeout=60)
+        child.stdin.close()
+        child.stdout.close()
+
+
+def test_a_lock_from_another_host_is_respected_until_unlocked(
+    ledger: Ledger, path: Path
+) -> None:
+    job = ledger.job("j", URL, KEY)
+    run = ledger.begin_run(job)
+    run.mark_in_flight(["a"], [d(1)])
+    _set_lock(path, host="elsewhere.example", pid=1)
+    with pytest.raises(LedgerLockedError, match="process 1 on elsewhere.example") as info:
+        ledger.begin_run(job)
+    assert ".unlock('j')" in str(info.value)
+    assert outcomes(ledger, job) == {"a": "in_flight"}  # cannot tell: still in flight
+    ledger.unlock("j")
+    assert outcomes(ledger, job) == {"a": "unknown"}
+    ledger.begin_run(job).finish()
+    run.finished = True
+
+
+def test_a_busy_ledger_is_an_access_error(
+    ledger: Ledger, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import amp_pandas._ledger as module
+
+    monkeypatch.setattr(module, "_BUSY_TIMEOUT", 0.2)
+    with Ledger(path) as other:
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(LedgerAccessError, match="stayed busy"):
+                other.begin_run(other.job("j", URL, KEY))
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+
+def test_another_application_id_is_refused(ledger: Ledger, path: Path) -> None:
+    ledger.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA application_id = 42")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerCorruptError, match="not an amp_pandas ledger"):
+        Ledger(path)
+
+
+def test_revert_infos_no_user_holds_are_dropped(ledger: Ledger, path: Path) -> None:
+    job = ledger.job("j", URL, KEY)
+    infos = [RevertInfo(added=(("t", (f'"v{n}"',)),)) for n in range(3)]
+    with ledger.begin_run(job) as run:
+        run.mark_in_flight(["a", "b"], [d(1), d(1)], [infos[0], infos[1]])
+        run.mark_done(["a", "b"], "acknowledged")
+    with ledger.begin_run(job) as run:  # b's send fails: b keeps infos[1]
+        run.mark_in_flight(["a", "b"], [d(2), d(2)], [infos[2], infos[2]])
+        run.mark_done(["a", "b"], ["acknowledged", "failed"])
+    conn = sqlite3.connect(path)
+    kept = sorted(t for (t,) in conn.execute("SELECT info FROM reverts"))
+    conn.close()
+    assert kept == sorted([infos[0].union(infos[2]).to_json(), infos[1].to_json()])
