@@ -400,8 +400,8 @@ class Ledger:
     Examples
     --------
     >>> import tempfile, os
-    >>> tmp = tempfile.mkdtemp()
-    >>> ledger = Ledger(os.path.join(tmp, "ledger.sqlite3"))
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> ledger = Ledger(os.path.join(tmp.name, "ledger.sqlite3"))
     >>> job = ledger.job("winback", "https://api2.amplitude.com/identify", "a-key")
     >>> with ledger.begin_run(job) as run:
     ...     run.mark_in_flight(["user-1", "user-2"], [b"d" * 16, b"e" * 16])
@@ -414,6 +414,7 @@ class Ledger:
     >>> len(ledger.jobs())
     0
     >>> ledger.close()
+    >>> tmp.cleanup()
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, fsync: bool = False) -> None:
@@ -542,7 +543,8 @@ class Ledger:
                     conn.execute(f"PRAGMA user_version = {version}")
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
 
     @property
@@ -559,10 +561,11 @@ class Ledger:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite may have rolled back already (disk full...)
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock, self._errors():
@@ -804,7 +807,8 @@ class Ledger:
         Examples
         --------
         >>> import tempfile, os
-        >>> ledger = Ledger(os.path.join(tempfile.mkdtemp(), "l.sqlite3"))
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> ledger = Ledger(os.path.join(tmp.name, "l.sqlite3"))
         >>> job = ledger.job("tags", "http://127.0.0.1:8080/identify", "k")
         >>> with ledger.begin_run(job) as run:
         ...     run.mark_in_flight(["user-1"], [bytes(16)])
@@ -813,6 +817,7 @@ class Ledger:
               key       outcome action
         0  user-1  acknowledged   sync
         >>> ledger.close()
+        >>> tmp.cleanup()
         """
         with self._lock, self._errors():
             ids = self._one(job) if not isinstance(job, Job) else self._resolve(job)
@@ -915,14 +920,16 @@ class Run:
             self._infos[rid] = info
         return rid
 
-    def _revert_ids_of(self, conn: sqlite3.Connection, infos: list[RevertInfo]) -> list[int]:
+    def _revert_ids_of(
+        self, conn: sqlite3.Connection, infos: list[RevertInfo | None]
+    ) -> list[int]:
         """Ids of many infos; the same object passed for many users is looked up once."""
         out = []
         last: Any = None
         rid = -1
         for info in infos:
             if info is not last:
-                rid = self._revert_id(conn, info)
+                rid = self._revert_id(conn, EMPTY_REVERT if info is None else info)
                 last = info
             out.append(rid)
         return out
@@ -962,7 +969,7 @@ class Run:
 
     def mark_in_flight(
         self, keys: Sequence[str], digests: Sequence[bytes],
-        reverts: Sequence[RevertInfo] | None = None, rows: Sequence[int] | None = None,
+        reverts: Sequence[RevertInfo | None] | None = None, rows: Sequence[int] | None = None,
     ) -> None:
         """Before a request leaves: write its users as in flight (one transaction).
 
@@ -973,8 +980,8 @@ class Run:
             spanning requests, a retry) are left as they are.
         digests : sequence of bytes
             Each user's digest (of all its identifications in this run).
-        reverts : sequence of RevertInfo, optional
-            What undoes each user's identifications (default: nothing).
+        reverts : sequence of RevertInfo or None, optional
+            What undoes each user's identifications (``None``, or by default: nothing).
         rows : sequence of int, optional
             Each user's number of rows in this run (default 1): the user stays in flight until
             that many rows have a final outcome.

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -806,6 +807,16 @@ def test_another_application_id_is_refused(ledger: Ledger, path: Path) -> None:
         Ledger(path)
 
 
+def test_none_revert_info_is_nothing_to_undo(ledger: Ledger) -> None:
+    job = ledger.job("j", URL, KEY)
+    with ledger.begin_run(job) as run:
+        run.mark_in_flight(["a", "b"], [d(1), d(2)], [None, RevertInfo(set=("p",))])
+        run.mark_done(["a", "b"], "acknowledged")
+    state = ledger.state(job)
+    got = dict(zip(state.keys, state.revert_of(np.arange(len(state))), strict=True))
+    assert got == {"a": RevertInfo(), "b": RevertInfo(set=("p",))}
+
+
 def test_revert_infos_no_user_holds_are_dropped(ledger: Ledger, path: Path) -> None:
     job = ledger.job("j", URL, KEY)
     infos = [RevertInfo(added=(("t", (f'"v{n}"',)),)) for n in range(3)]
@@ -819,3 +830,15 @@ def test_revert_infos_no_user_holds_are_dropped(ledger: Ledger, path: Path) -> N
     kept = sorted(t for (t,) in conn.execute("SELECT info FROM reverts"))
     conn.close()
     assert kept == sorted([infos[0].union(infos[2]).to_json(), infos[1].to_json()])
+
+
+def test_a_failed_write_leaves_no_transaction_open(ledger: Ledger, path: Path) -> None:
+    job = ledger.job("j", URL, KEY)
+    with ledger.begin_run(job) as run:
+        with pytest.raises(TypeError):
+            run.mark_in_flight(["a", "b"], [d(1), "not bytes"])  # type: ignore[list-item]
+        assert not ledger._db.in_transaction
+        assert outcomes(ledger, job) == {}
+        run.mark_in_flight(["a"], [d(1)])
+        run.mark_done(["a"], "acknowledged")
+    assert outcomes(ledger, job) == {"a": "acknowledged"}
