@@ -75,6 +75,7 @@ __all__ = [
     "UNKNOWN",
     "UserSummary",
     "classify",
+    "digest_and_idempotent",
     "identification_digest",
     "key_fields",
     "plan_sync",
@@ -295,6 +296,28 @@ class UserSummary:
     digest: bytes
     idempotent: bool
     revert: RevertInfo
+
+
+_NON_IDEMPOTENT_NAMES = tuple(f'"{op}"' for op in sorted(NON_IDEMPOTENT_OPERATIONS))
+
+
+def digest_and_idempotent(texts: Sequence[str]) -> tuple[bytes, bool]:
+    """What planning needs of one user, without parsing its JSON: the digest, and whether its
+    rows are all idempotent.
+
+    Idempotency is read from the text: a row holding the quoted name of a non-idempotent
+    operation (``"$add"``, ``"$append"``, ``"$prepend"``) counts as not idempotent, even when
+    the name is a property name or a value. That errs on the safe side only (such a user may
+    be held when ambiguous, never re-sent wrongly). Compute :func:`revert_info` afterwards, for
+    the users that will be sent: an all-unchanged re-run then parses nothing.
+
+    Examples
+    --------
+    >>> digest_and_idempotent(['{"user_id":"user-1","user_properties":{"$add":{"n":1}}}'])[1]
+    False
+    """
+    idempotent = not any(name in text for text in texts for name in _NON_IDEMPOTENT_NAMES)
+    return identification_digest(texts), idempotent
 
 
 #: Revert infos of one identification, by the parts of it a revert info depends on: the

@@ -7,7 +7,8 @@ What a sender adds to a send when ``sync=`` is on, measured without the network:
 - **re-run, all unchanged**: ``Run.state()`` (read the job back under the lock), then
   ``plan_sync`` of the same digests (every user ``unchanged``, nothing to write);
 - **summaries**: ``summarize_user`` of one JSON identification per user (digest, idempotency,
-  revert info), which the integration may replace with a columnar equivalent;
+  revert info: parses the JSON), and ``digest_and_idempotent`` (what planning needs, without
+  parsing: an all-unchanged re-run needs nothing more);
 - **size**: the ledger's bytes per user after a checkpoint (file + WAL).
 
 Usage::
@@ -31,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from amp_pandas._ledger import Ledger
-from amp_pandas._sync import plan_sync, summarize_user
+from amp_pandas._sync import digest_and_idempotent, plan_sync, summarize_user
 
 BATCH = 1000
 URL = "https://api2.amplitude.com/identify"
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     n = 10_000 if args.quick else args.users
 
     keys, texts = identifications(n)
+    _, q_wall, q_cpu = timed(lambda: [digest_and_idempotent([t]) for t in texts])
     summaries, s_wall, s_cpu = timed(lambda: [summarize_user([t]) for t in texts])
     digests = [s.digest for s in summaries]
     idempotent = [s.idempotent for s in summaries]
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         ledger.close()
 
     rows = [
-        ("summaries (summarize_user per user)", s_wall, s_cpu),
+        ("digest_and_idempotent per user (planning)", q_wall, q_cpu),
+        ("summarize_user per user (planning + revert info)", s_wall, s_cpu),
         ("first run: in flight + acknowledged + finish", w_wall, w_cpu),
         ("re-run, all unchanged: state + plan", r_wall, r_cpu),
     ]

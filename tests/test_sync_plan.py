@@ -31,6 +31,7 @@ from amp_pandas._sync import (
     LedgerState,
     RevertInfo,
     classify,
+    digest_and_idempotent,
     identification_digest,
     key_fields,
     not_undone,
@@ -427,3 +428,23 @@ def test_summaries_share_infos_only_when_they_are_equal() -> None:
 def test_cached_summaries_equal_the_uncached_revert_info(rows: list[dict[str, Any]]) -> None:
     texts = [json.dumps({"user_id": U, "user_properties": r}) for r in rows]
     assert summarize_user(texts).revert == revert_info(texts)
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.lists(
+    st.dictionaries(st.sampled_from(["$set", "$setOnce", "$add", "$append", "$prepend",
+                                     "$postInsert", "$remove"]),
+                    st.dictionaries(st.sampled_from(["p", "$add", "q"]),
+                                    values | st.just("$append"), max_size=2), max_size=3),
+    min_size=1, max_size=3))
+def test_quick_idempotency_never_says_idempotent_wrongly(rows: list[dict[str, Any]]) -> None:
+    texts = [json.dumps({"user_id": U, "user_properties": r}) for r in rows]
+    digest, idempotent = digest_and_idempotent(texts)
+    assert digest == identification_digest(texts)
+    exact = summarize_user(texts).idempotent
+    if not exact:
+        assert idempotent is False
+    names_clean = all(k not in ("$add", "$append") and v not in ("$add", "$append")
+                      for r in rows for body in r.values() for k, v in body.items())
+    if names_clean:  # no operation name used as a property name or value: exact
+        assert idempotent is exact
