@@ -81,7 +81,9 @@ __all__ = [
     "plan_sync",
     "revert_identification",
     "revert_info",
+    "revert_infos_of_rows",
     "summarize_user",
+    "union_by_user",
     "user_key",
     "user_keys",
 ]
@@ -119,8 +121,16 @@ _REMOVE = OPERATIONS["remove"]
 _ID_KEYS = ("user_id", "device_id")
 
 
+def _plain(value: Any) -> Any:
+    """numpy scalars as the Python values JSON knows."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_plain)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -318,6 +328,129 @@ def digest_and_idempotent(texts: Sequence[str]) -> tuple[bytes, bool]:
     """
     idempotent = not any(name in text for text in texts for name in _NON_IDEMPOTENT_NAMES)
     return identification_digest(texts), idempotent
+
+
+def _object_array(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """A 1-d object array of the values (a list value stays one element)."""
+    if isinstance(values, np.ndarray) and values.dtype == object and values.ndim == 1:
+        return values
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _value_codes(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Codes of per-row values: equal JSON values share a code; ``None`` is -1. Type is part
+    of the code (``1``, ``1.0`` and ``True`` are different JSON)."""
+    arr = _object_array(values)
+    try:
+        codes, _ = pd.factorize(arr, use_na_sentinel=True)
+    except TypeError:  # lists or dicts: compare their canonical text
+        codes, _ = pd.factorize(np.array([None if v is None else _canonical(v) for v in arr],
+                                         dtype=object))  # fmt: skip
+        return np.asarray(codes, dtype=np.int64)
+    kinds, names = pd.factorize(np.array([type(v).__name__ for v in arr], dtype=object))
+    codes = np.asarray(codes, dtype=np.int64)
+    return np.where(codes < 0, -1, codes * len(names) + np.asarray(kinds, dtype=np.int64))
+
+
+def _patterns(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Number the distinct rows of integer columns (each >= -1): per row its pattern, and per
+    pattern its first row. One mixed-radix key when it fits in 62 bits, else ``np.unique``."""
+    key = np.zeros(n, dtype=np.int64)
+    radix = 1
+    for col in columns:
+        span = int(col.max(initial=-1)) + 2
+        if radix * span >= 1 << 62:
+            _, first, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_index=True,
+                                          return_inverse=True)  # fmt: skip
+            return np.asarray(inverse).reshape(-1), first
+        key += (col + 1) * radix
+        radix *= span
+    codes, uniques = pd.factorize(key)
+    first = np.empty(len(uniques), dtype=np.int64)
+    first[codes[::-1]] = np.arange(n - 1, -1, -1)
+    return codes, first
+
+
+def revert_infos_of_rows(
+    n_rows: int,
+    *,
+    set_properties: Mapping[str, np.ndarray] | None = None,
+    added: Mapping[str, Sequence[Any]] | None = None,
+    irreversible: Mapping[str, np.ndarray] | None = None,
+    non_idempotent: Mapping[str, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Revert infos of many rows at once, from columns (no JSON parsed): the fast path for a
+    build that knows, per column, its operation and property.
+
+    Parameters
+    ----------
+    n_rows : int
+        How many rows.
+    set_properties : mapping of str to bool array
+        Property -> which rows set it (``$set``, ``$setOnce``, plain; ``False`` where null).
+    added : mapping of str to sequence
+        Property -> the value each row adds to it with a list operation (``None`` or NaN:
+        nothing); a list adds each of its items.
+    irreversible : mapping of str to bool array
+        What cannot be undone (``"$add logins"``, ``"country"``...) -> which rows do it.
+    non_idempotent : mapping of str to bool array
+        Non-idempotent operation -> which rows use it.
+
+    Returns
+    -------
+    ndarray of RevertInfo
+        One per row; rows given equal values share one object (looked up once by the ledger).
+
+    Examples
+    --------
+    >>> infos = revert_infos_of_rows(3, set_properties={"cohort": np.array([True, True, False])},
+    ...                              added={"campaigns": ["q2", "q2", None]})
+    >>> infos[0] is infos[1], infos[2]
+    (True, RevertInfo(set=(), added=(), irreversible=(), non_idempotent=()))
+    """
+    parts = [("s", p, np.asarray(m, dtype=bool)) for p, m in (set_properties or {}).items()]
+    parts += [("i", p, np.asarray(m, dtype=bool)) for p, m in (irreversible or {}).items()]
+    parts += [("n", p, np.asarray(m, dtype=bool)) for p, m in (non_idempotent or {}).items()]
+    values = {p: _object_array(v) for p, v in (added or {}).items()}
+    columns = [m.astype(np.int64) for *_, m in parts]
+    columns += [_value_codes(v) for v in values.values()]
+    if not columns:
+        return np.full(n_rows, EMPTY_REVERT, dtype=object)
+    inverse, first = _patterns(columns, n_rows)
+    infos = np.empty(len(first), dtype=object)
+    for j, row in enumerate(first.tolist()):
+        sets = [p for kind, p, m in parts if kind == "s" and m[row]]
+        lost = [p for kind, p, m in parts if kind == "i" and m[row]]
+        ops = [p for kind, p, m in parts if kind == "n" and m[row]]
+        add: list[tuple[str, tuple[str, ...]]] = []
+        for p in sorted(values):
+            v = values[p][row]
+            if v is not None and v == v:  # None, or NaN: nothing added
+                texts = list(dict.fromkeys(_canonical(x) for x in _values(v)))
+                add.append((p, tuple(texts)))
+        infos[j] = RevertInfo(
+            set=tuple(sorted(sets)), added=tuple(add), irreversible=tuple(sorted(lost)),
+            non_idempotent=tuple(sorted(ops)),
+        )
+    return infos[inverse]
+
+
+def union_by_user(user_codes: Sequence[int] | np.ndarray, infos: Sequence[RevertInfo],
+                  n_users: int) -> list[RevertInfo]:
+    """Each user's revert info: the union of its rows' (``user_codes``: 0..n_users-1 per row,
+    in row order).
+
+    Examples
+    --------
+    >>> a, b = RevertInfo(set=("p",)), RevertInfo(set=("q",))
+    >>> union_by_user([0, 1, 0], [a, b, b], 2)
+    [RevertInfo(set=('p', 'q'), added=(), irreversible=(), non_idempotent=()), RevertInfo(set=('q',), added=(), irreversible=(), non_idempotent=())]
+    """  # noqa: E501
+    out: list[RevertInfo | None] = [None] * n_users
+    for user, info in zip(np.asarray(user_codes).tolist(), infos, strict=True):
+        held = out[user]
+        out[user] = info if held is None or held is info else held.union(info)
+    return [EMPTY_REVERT if i is None else i for i in out]
 
 
 #: Revert infos of one identification, by the parts of it a revert info depends on: the

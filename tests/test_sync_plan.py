@@ -38,7 +38,9 @@ from amp_pandas._sync import (
     plan_sync,
     revert_identification,
     revert_info,
+    revert_infos_of_rows,
     summarize_user,
+    union_by_user,
     user_key,
     user_keys,
 )
@@ -448,3 +450,85 @@ def test_quick_idempotency_never_says_idempotent_wrongly(rows: list[dict[str, An
                       for r in rows for body in r.values() for k, v in body.items())
     if names_clean:  # no operation name used as a property name or value: exact
         assert idempotent is exact
+
+
+# --- revert infos from columns -----------------------------------------------------------------
+
+scalars = st.none() | st.booleans() | st.integers(-2, 2) | st.sampled_from([1.0, 2.5]) | \
+    st.sampled_from(["a", "b"])
+
+
+@settings(derandomize=True, max_examples=200, deadline=None)
+@given(st.data())
+def test_columnar_revert_infos_equal_the_rows_own(data: st.DataObject) -> None:
+    n = data.draw(st.integers(1, 12))
+    set_cols = data.draw(st.lists(st.sampled_from(["p", "q", "r"]), unique=True, max_size=3))
+    add_cols = data.draw(st.lists(st.sampled_from(["t", "u"]), unique=True, max_size=2))
+    set_values = {p: data.draw(st.lists(st.none() | st.integers(0, 1), min_size=n, max_size=n))
+                  for p in set_cols}  # fmt: skip
+    list_values = {p: data.draw(st.lists(scalars | st.lists(scalars, max_size=3), min_size=n,
+                                         max_size=n)) for p in add_cols}  # fmt: skip
+    adds = data.draw(st.lists(st.none() | st.integers(1, 3), min_size=n, max_size=n))
+    rows = []
+    for i in range(n):
+        props: dict[str, Any] = {"$set": {p: v[i] for p, v in set_values.items()},
+                                 "$postInsert": {p: v[i] for p, v in list_values.items()},
+                                 "$add": {"n": adds[i]}}  # fmt: skip
+        rows.append({"user_id": U, "user_properties": props})
+    infos = revert_infos_of_rows(
+        n,
+        set_properties={p: np.array([x is not None for x in v]) for p, v in set_values.items()},
+        added=list_values,
+        irreversible={"$add n": np.array([a is not None for a in adds])},
+        non_idempotent={"$add": np.array([a is not None for a in adds])},
+    )
+    expected = [revert_info([r]) for r in rows]
+    # revert_info counts an operation as used even when its only value is null
+    expected = [RevertInfo(e.set, e.added, e.irreversible, ("$add",) if "$add n" in
+                           e.irreversible else ()) for e in expected]  # fmt: skip
+    assert list(infos) == expected
+
+    def given_for(i: int) -> str:
+        return json.dumps([[v[i] is None for v in set_values.values()], adds[i] is None,
+                           [v[i] for v in list_values.values()]])  # fmt: skip
+
+    for i in range(n):  # rows given the same values share one info object
+        for j in range(n):
+            if given_for(i) == given_for(j):
+                assert infos[i] is infos[j]
+
+
+def test_columnar_values_of_numpy_and_of_lookalike_types() -> None:
+    infos = revert_infos_of_rows(
+        5, added={"t": np.array([np.int64(1), 1, True, 1.0, None], dtype=object)}
+    )
+    assert [i.added for i in infos] == [
+        (("t", ("1",)),), (("t", ("1",)),), (("t", ("true",)),), (("t", ("1.0",)),), ()
+    ]
+
+
+def test_union_by_user() -> None:
+    a, b, c = RevertInfo(set=("p",)), RevertInfo(added=(("t", ('"x"',)),)), RevertInfo()
+    assert union_by_user([1, 0, 1, 2], [a, b, b, a], 4) == [
+        b, RevertInfo(set=("p",), added=(("t", ('"x"',)),)), a, c
+    ]
+
+
+@pytest.mark.parametrize("high", [3, 2**40])  # the mixed-radix key, and np.unique past 62 bits
+def test_row_patterns_group_equal_rows(high: int) -> None:
+    from amp_pandas._sync import _patterns
+
+    rng = np.random.default_rng(high)
+    cols = [rng.integers(-1, high, 60) for _ in range(3)]
+    cols = [np.concatenate([c, c]) for c in cols]  # every row twice
+    inverse, first = _patterns(cols, 120)
+    rows = list(zip(*(c.tolist() for c in cols), strict=True))
+    for i in range(120):
+        assert rows[int(first[inverse[i]])] == rows[i]
+        for j in range(120):
+            assert (inverse[i] == inverse[j]) == (rows[i] == rows[j])
+
+
+def test_columnar_nan_adds_nothing() -> None:
+    infos = revert_infos_of_rows(3, added={"t": [float("nan"), None, "x"]})
+    assert [i.added for i in infos] == [(), (), (("t", ('"x"',)),)]
