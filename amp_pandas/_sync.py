@@ -34,6 +34,11 @@ undone is listed, never guessed: ``$add`` (the amount added is not known to be t
 subtract once other sources add too), ``$remove`` and ``$unset`` (the removed values are gone),
 ``$clearAll``, ``groups`` and the top-level fields.
 
+What a sender computes per user, fastest first: :func:`digest_and_idempotent` (all that planning
+needs; no JSON parsed), :func:`revert_infos_of_rows` and :func:`union_by_user` (revert infos
+from columns, for the users that will be sent), or :func:`summarize_user` (all three from the
+JSON texts, parsed).
+
 Amplitude allows one property in only one operation of an identification. When the job both
 set a property and added list values to it (in different runs), the revert ``$unset``\\ s it and
 drops the ``$remove``: the whole property goes, values included.

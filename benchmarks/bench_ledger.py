@@ -8,7 +8,8 @@ What a sender adds to a send when ``sync=`` is on, measured without the network:
   ``plan_sync`` of the same digests (every user ``unchanged``, nothing to write);
 - **summaries**: ``summarize_user`` of one JSON identification per user (digest, idempotency,
   revert info: parses the JSON), and ``digest_and_idempotent`` (what planning needs, without
-  parsing: an all-unchanged re-run needs nothing more);
+  parsing: an all-unchanged re-run needs nothing more), and ``revert_infos_of_rows`` (the revert
+  infos from the columns a build knows, without parsing);
 - **size**: the ledger's bytes per user after a checkpoint (file + WAL).
 
 Usage::
@@ -31,8 +32,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
+
 from amp_pandas._ledger import Ledger
-from amp_pandas._sync import digest_and_idempotent, plan_sync, summarize_user
+from amp_pandas._sync import (
+    digest_and_idempotent,
+    plan_sync,
+    revert_infos_of_rows,
+    summarize_user,
+)
 
 BATCH = 1000
 URL = "https://api2.amplitude.com/identify"
@@ -72,6 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     keys, texts = identifications(n)
     _, q_wall, q_cpu = timed(lambda: [digest_and_idempotent([t]) for t in texts])
     summaries, s_wall, s_cpu = timed(lambda: [summarize_user([t]) for t in texts])
+    _, c_wall, c_cpu = timed(lambda: revert_infos_of_rows(
+        n, set_properties={p: np.ones(n, dtype=bool) for p in ("plan", "country", "first_seen")},
+        added={"tags": np.full(n, "spring-promo", dtype=object)},
+        irreversible={"$add logins": np.ones(n, dtype=bool)},
+        non_idempotent={"$add": np.ones(n, dtype=bool)},
+    ))
     digests = [s.digest for s in summaries]
     idempotent = [s.idempotent for s in summaries]
     reverts = [s.revert for s in summaries]
@@ -104,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("digest_and_idempotent per user (planning)", q_wall, q_cpu),
         ("summarize_user per user (planning + revert info)", s_wall, s_cpu),
+        ("revert_infos_of_rows (revert info from columns)", c_wall, c_cpu),
         ("first run: in flight + acknowledged + finish", w_wall, w_cpu),
         ("re-run, all unchanged: state + plan", r_wall, r_cpu),
     ]

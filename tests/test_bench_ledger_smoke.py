@@ -23,6 +23,7 @@ def test_bench_ledger_quick() -> None:
     assert steps == [
         "digest_and_idempotent per user (planning)",
         "summarize_user per user (planning + revert info)",
+        "revert_infos_of_rows (revert info from columns)",
         "first run: in flight + acknowledged + finish",
         "re-run, all unchanged: state + plan",
         "ledger size",
