@@ -18,7 +18,12 @@ The hierarchy::
     │   ├── AuthenticationError         Amplitude rejected the API key (``.status_code``)
     │   └── AlreadySentError            this preview was sent already; ``.result`` is that send's
     ├── InputFileError                  the CLI could not read its input file
-    └── SandboxError                    the local sandbox could not start or was misused
+    ├── SandboxError                    the local sandbox could not start or was misused
+    └── LedgerError                     the sync ledger cannot be used (``.path``); nothing sent
+        ├── LedgerCorruptError          the file is not a readable amp_pandas ledger
+        ├── LedgerAccessError           the file or its directory cannot be opened or written
+        ├── LedgerVersionError          written by a newer amp_pandas (schema ``.version``)
+        └── LedgerLockedError           another run of the job is sending (``.pid``, ``.host``)
 
     AmpPandasWarning (UserWarning)
     ├── RowsNotSucceededWarning         a send returned rows whose status is not ``success``
@@ -52,6 +57,11 @@ __all__ = [
     "AmpPandasWarning",
     "RowsNotSucceededWarning",
     "InterruptedSendWarning",
+    "LedgerError",
+    "LedgerCorruptError",
+    "LedgerAccessError",
+    "LedgerVersionError",
+    "LedgerLockedError",
 ]
 
 
@@ -171,3 +181,65 @@ class RowsNotSucceededWarning(AmpPandasWarning):
 
 class InterruptedSendWarning(AmpPandasWarning):
     """A send was interrupted; the returned result is partial and says which rows were sent."""
+
+
+class LedgerError(AmpPandasError):
+    """The sync ledger cannot be used; nothing was sent.
+
+    Attributes
+    ----------
+    path : str or None
+        The ledger file.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class LedgerCorruptError(LedgerError):
+    """The ledger file is damaged or is not an amp_pandas ledger; it is never reset."""
+
+
+class LedgerAccessError(LedgerError):
+    """The ledger file or its directory cannot be created, opened or written."""
+
+
+class LedgerVersionError(LedgerError):
+    """The ledger was written by a newer amp_pandas (its schema ``.version`` is unknown here).
+
+    Attributes
+    ----------
+    version : int
+        The ledger's schema version.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, version: int = 0) -> None:
+        super().__init__(message, path=path)
+        self.version = version
+
+
+class LedgerLockedError(LedgerError):
+    """Another run of the same job holds the ledger's lock; nothing was sent.
+
+    Attributes
+    ----------
+    job : str
+        The job's name.
+    pid : int
+        The process running it.
+    host : str
+        The host that process runs on.
+    started : str
+        When that run started (ISO 8601, UTC).
+    """
+
+    def __init__(
+        self, message: str, *, path: str | None = None, job: str = "", pid: int = 0,
+        host: str = "", started: str = "",
+    ) -> None:
+        super().__init__(message, path=path)
+        self.job = job
+        self.pid = pid
+        self.host = host
+        self.started = started
