@@ -55,8 +55,8 @@ __all__ = ["build_plan", "MAX_IDENTIFICATION_BYTES"]
 #: Room left in a request for the API key (Amplitude's keys have 32 characters).
 _KEY_ROOM = 64
 #: The largest identification that fits in a request on its own: Amplitude's body limit less the
-#: multipart framing, the key and the array's brackets.
-MAX_IDENTIFICATION_BYTES = MAX_BODY_BYTES - body_overhead(_KEY_ROOM) - 2
+#: multipart framing (the array's brackets included) and the key.
+MAX_IDENTIFICATION_BYTES = MAX_BODY_BYTES - body_overhead(_KEY_ROOM)
 
 
 def build_plan(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
@@ -244,7 +244,7 @@ def _id_traits(distinct: pa.Array) -> _IdTraits:
 
 
 def _take(distinct: pa.Array, at: np.ndarray) -> list[str]:
-    return distinct.take(pa.array(at, type=pa.int64())).to_pylist()  # type: ignore[no-any-return]
+    return distinct.take(pa.array(at, type=pa.int64())).to_pylist()
 
 
 _ID_RULES = (

@@ -174,7 +174,7 @@ class Converted:
         """One row's JSON text (quotes added when ``quoted``), None where absent."""
         text = self.arrow[position].as_py()
         if text is None or not self.quoted:
-            return text  # type: ignore[no-any-return]
+            return text
         return '"' + text + '"'
 
     def broadcast(self, n: int) -> Converted:
@@ -299,24 +299,11 @@ def _escape_arrow(arr: pa.Array) -> pa.Array:
     Most columns need no escaping at all, which a byte scan proves in a few milliseconds; for the
     others, one literal replace per character that occurs.
     """
-
     special = _special_bytes(arr)
     # The backslash first: the other escapes add backslashes that must stay single.
     for byte in sorted(special, key=lambda b: b != 0x5C):
         arr = pc.replace_substring(arr, chr(byte), _JSON_ESCAPES[byte])
     return arr
-
-
-def _arrow_long_positions(arr: pa.Array) -> np.ndarray:
-    """Positions of strings over ``LONG_STRING`` characters (byte lengths rule most out)."""
-
-    if len(arr) == 0:
-        return _NO_POS
-    longest = pc.max(pc.binary_length(arr)).as_py()
-    if longest is None or longest <= LONG_STRING:  # a character is at least one byte
-        return _NO_POS
-    chars = pc.utf8_length(arr).fill_null(0).to_numpy()
-    return np.flatnonzero(chars > LONG_STRING)
 
 
 def _arrow_long_positions(arr: pa.Array) -> np.ndarray:
@@ -1070,7 +1057,7 @@ def convert_groups(series: pd.Series) -> tuple[Converted, np.ndarray]:
         return conv, counts
     values = series.to_numpy(dtype=object)
     walked = _walk(values, lambda v: _group_text(v)[0])
-    for i in np.flatnonzero(np.not_equal(walked.text, None)).tolist():
+    for i in np.flatnonzero([t is not None for t in walked.text]).tolist():
         v = _unwrap(values[i])
         counts[i] = len(v) if isinstance(v, _GROUP_LISTS) else 1
     return walked.converted(), counts

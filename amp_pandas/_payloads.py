@@ -95,13 +95,13 @@ class TextPayloads(Payloads):
         self.nbytes = _utf8_lengths(text) if nbytes is None else nbytes
 
     def texts(self, rows: np.ndarray) -> list[str]:
-        return self._text[rows].tolist()  # type: ignore[no-any-return]
+        return self._text[rows].tolist()
 
     def has_text(self, position: int) -> bool:
         return self._text[position] is not None
 
     def tolist(self) -> list[str | None]:
-        return self._text.tolist()  # type: ignore[no-any-return]
+        return self._text.tolist()
 
 
 def _utf8_lengths(text: np.ndarray) -> np.ndarray:
@@ -183,7 +183,7 @@ class ArrowPayloads(Payloads):
         )
 
     def texts(self, rows: np.ndarray) -> list[str]:
-        return self.render(rows).to_pylist()  # type: ignore[no-any-return]
+        return self.render(rows).to_pylist()
 
     def json_array(self, rows: np.ndarray) -> bytes:
         if not len(rows):
@@ -257,11 +257,11 @@ class Ids:
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, (int, np.integer)):
-            return self.values(self.codes[[key]])[0]
+            return self.values(self.codes[[int(key)]])[0]
         return self.values(np.atleast_1d(self.codes[key]))
 
     def tolist(self) -> list[str | None]:
-        return self.values(self.codes).tolist()  # type: ignore[no-any-return]
+        return self.values(self.codes).tolist()
 
     def __iter__(self) -> Iterator[str | None]:
         return iter(self.tolist())
