@@ -28,6 +28,7 @@ from ._amplitude import (
     MAX_BODY_BYTES,
     MAX_GROUPS,
     MAX_ID_LENGTH,
+    MAX_STRING_LENGTH,
     MAX_UPDATES_PER_HOUR,
     MIN_ID_LENGTH,
     NON_IDEMPOTENT_OPERATIONS,
@@ -206,6 +207,9 @@ class _IdTraits:
     padded: np.ndarray  # leading or trailing whitespace around something
 
 
+_LONGEST_REJECTED = max(map(len, REJECTED_IDS))
+
+
 def _id_traits(distinct: pa.Array) -> _IdTraits:
     """Rejected ids compare case-insensitively with Python's ``str.lower``; for ASCII ids Arrow's
     ``ascii_lower`` is the same thing, for the (rare) others Python lowers them (the Kelvin sign
@@ -215,7 +219,7 @@ def _id_traits(distinct: pa.Array) -> _IdTraits:
     """
     k = len(distinct)
     lengths = pc.utf8_length(distinct).to_numpy().astype(np.int64)
-    short = lengths <= 36  # the longest rejected id
+    short = lengths <= _LONGEST_REJECTED
     ascii_ = np.asarray(pc.string_is_ascii(distinct).to_numpy(zero_copy_only=False), dtype=bool)
     rejected = np.asarray(
         pc.is_in(
@@ -250,12 +254,15 @@ def _take(distinct: pa.Array, at: np.ndarray) -> list[str]:
 _ID_RULES = (
     ("blank", "{arg} is empty or only whitespace, which is no id; fill it or drop the row"),
     ("rejected", "{arg} {v} is on Amplitude's list of rejected ids; fix or drop the row"),
-    ("too_short", "{arg} {v} is shorter than 5 characters, which Amplitude rejects; "
-                  "fix or drop the row"),
-    ("too_long", "{arg} is longer than 1024 characters ({k}), which Amplitude rejects; "
-                 "shorten or drop it"),
+    ("too_short", f"{{arg}} {{v}} is shorter than {MIN_ID_LENGTH} characters, which Amplitude "
+                  "rejects; fix or drop the row"),
+    ("too_long", f"{{arg}} is longer than {MAX_ID_LENGTH} characters ({{k}}), which Amplitude "
+                 "rejects; shorten or drop it"),
 )
-_LONG = "string longer than 1024 characters; Amplitude truncates it, so shorten it to keep it all"
+_LONG = (
+    f"string longer than {MAX_STRING_LENGTH} characters; Amplitude truncates it, so shorten it "
+    "to keep it all"
+)
 _PADDED = (
     "{arg} {v} has leading or trailing whitespace, so Amplitude takes it for another id than "
     "the same text without it; strip the column (e.g. with .str.strip()) unless that is meant"

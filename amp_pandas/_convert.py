@@ -63,7 +63,8 @@ LONG_STRING = MAX_STRING_LENGTH
 #: double, so a float id there may be another user's id rounded.
 MAX_EXACT_FLOAT_ID = 2**53
 _TOO_DEEP = (
-    f"nesting deeper than {MAX_VALUE_DEPTH} levels; Amplitude allows {MAX_USER_PROPERTIES_DEPTH}"
+    f"nesting deeper than {MAX_VALUE_DEPTH} levels (Amplitude allows {MAX_USER_PROPERTIES_DEPTH}, "
+    "the operation's two included); flatten the value"
 )
 NOT_UTF8 = (
     "string is not valid Unicode (a lone surrogate, e.g. from decoding with "
@@ -600,7 +601,7 @@ def json_text(value: Any, depth: int = 0) -> str:
         parts = []
         for k, v in value.items():
             if isinstance(k, bool) or not isinstance(k, (str, int, float, np.integer)):
-                raise BadValue.of("dict keys must be strings, got {value}", k)
+                raise BadValue.of("dict keys must be strings, got {value}; convert the keys", k)
             parts.append(json_text(str(k)) + ":" + json_text(v, depth + 1))
         return "{" + ",".join(parts) + "}"
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -802,9 +803,12 @@ _FLOAT_ID_NOT_WHOLE = (
 )
 _FLOAT_ID_INEXACT = (
     "id {value} is a float of 2**53 or more, where a float cannot hold every whole number (it "
-    "may be another user's id, rounded); read the column as integers or text, e.g. "
-    "dtype={'uid': str}"
+    "may be another user's id, rounded); read the column as integers or text, e.g. with "
+    "dtype=str or dtype='Int64' when reading the file"
 )
+
+
+_NOT_AN_ID = "an id must be a string or an integer, got {value}; convert the column"
 
 
 def _id_string(value: Any) -> str:
@@ -812,7 +816,7 @@ def _id_string(value: Any) -> str:
     if isinstance(value, str):
         return _check_utf8(value)
     if isinstance(value, (bool, np.bool_, np.timedelta64)):  # numpy's timedelta is an integer
-        raise BadValue.of("an id must be a string or an integer, got {value}", value)
+        raise BadValue.of(_NOT_AN_ID, value)
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, Decimal):
@@ -826,7 +830,7 @@ def _id_string(value: Any) -> str:
         if abs(f) >= MAX_EXACT_FLOAT_ID:
             raise BadValue.of(_FLOAT_ID_INEXACT, value)
         return str(int(f))
-    raise BadValue.of("an id must be a string or an integer, got {value}", value)
+    raise BadValue.of(_NOT_AN_ID, value)
 
 
 @dataclass(eq=False)
@@ -997,7 +1001,9 @@ def _field_text(value: Any) -> str:
     if isinstance(value, (int, float, Decimal, np.integer, np.floating, dt.date, np.datetime64)):
         inner = json_text(value)
         return inner if inner.startswith('"') else '"' + inner + '"'
-    raise BadValue.of("a top-level field must be a single value, got {value}", value)
+    raise BadValue.of(
+        "a top-level field must be a single value, got {value}; convert the column", value
+    )
 
 
 def convert_field(series: pd.Series) -> Converted:
@@ -1042,7 +1048,8 @@ def _group_text(value: Any) -> tuple[str, int]:
         if str(exc) == NOT_UTF8:
             raise
         raise BadValue.of(
-            "a group must be a string or a list of strings, got {value}", value
+            "a group must be a string or a list of strings, got {value}; convert the column",
+            value,
         ) from None
 
 

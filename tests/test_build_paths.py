@@ -10,8 +10,10 @@ array, indexing).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import warnings
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +28,14 @@ import amp_pandas  # noqa: F401  (registers df.amplitude)
 from amp_pandas import literal
 from amp_pandas._plan import INVALID, SKIPPED, VALID, Plan
 from tests._support.oracle import expected_lanes, expected_rows
+
+# When a test fails, hypothesis's pytest plugin imports hypothesis.extra._patching (libcst), which
+# warns a DeprecationWarning from mypy_extensions; under ``filterwarnings = error`` that turns a
+# plain test failure into an INTERNALERROR that stops the whole run. Import it once, quietly.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    with contextlib.suppress(ImportError):  # libcst is optional: nothing to pre-import then
+        import hypothesis.extra._patching  # noqa: F401
 
 #: pandas 3's default string dtype (Arrow-backed); pandas 2 spells it "string[pyarrow]" and its
 #: "str" means object.
