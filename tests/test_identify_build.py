@@ -433,6 +433,21 @@ def test_an_identification_over_the_request_limit_is_invalid_in_the_dry_run() ->
     assert len(body) == MAX_BODY_BYTES
 
 
+def test_the_largest_identification_the_dry_run_accepts_lands_with_a_64_character_key() -> None:
+    from amp_pandas.sandbox import Sandbox
+
+    key = "k" * 64
+    room = LIMIT - _identification_bytes("user-1", bio="")
+    df = pd.DataFrame({"uid": ["user-1"], "bio": ["x" * room]})
+    with Sandbox(api_key=key) as sb:
+        preview = df.amplitude.identify(user_id="uid", set=["bio"], dry_run=True,
+                                        server_url=sb.url, api_key=key)
+        assert preview.plan.state.tolist() == [0]
+        result = preview.send(progress=False, max_retries=0)
+        assert result["status"].tolist() == ["success"]
+        assert [r.status for r in sb.requests] == [200]
+
+
 def test_the_request_limit_names_the_largest_value() -> None:
     df = pd.DataFrame({"uid": ["user-1"], "a": ["x" * 400_000], "b": ["y" * 700_000]})
     preview = dry(df, set=["a", "b"], post_insert={"tag": literal("z" * 10)})
