@@ -46,6 +46,7 @@ __all__ = [
     "MAX_VALUE_DEPTH",
     "MAX_EXACT_FLOAT_ID",
     "NOT_UTF8",
+    "VALUE",
     "convert_values",
     "convert_ids",
     "convert_field",
