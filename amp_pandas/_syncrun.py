@@ -1,0 +1,511 @@
+"""A sync run of ``identify`` (``sync="job"``): the job's plan, its send, and its removed users.
+
+The bridge between a built plan, the ledger (:mod:`amp_pandas._ledger`, storage) and the
+planning rules (:mod:`amp_pandas._sync`, no I/O):
+
+- :func:`sync_options` checks ``sync=``, ``ledger=``, ``removed=`` (without ``sync=`` nothing
+  else happens and no ledger is touched);
+- :func:`group_users` names each valid row's user (its ``user_id``, else its ``device_id``) and
+  computes per user the digest of its identifications and whether they are all idempotent;
+- :func:`preview_sync` reads the job's state (reads only; a missing ledger file is not created)
+  and plans against it, for the dry run;
+- :func:`send_sync` takes the job's lock, plans again from the state under it, sends the users
+  that need it through :func:`~amp_pandas._send.send_plan` with :class:`LedgerObserver` (each
+  request's users in flight before it leaves, their outcome after the answer), then handles the
+  removed users (let go, or one revert identification each, sent the same way).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._config import SendSettings, require_key
+from ._ledger import Ledger, Run, default_path
+from ._plan import VALID, Plan
+from ._progress import ProgressCallback
+from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
+from ._send import send_plan, user_stacklevel
+from ._sync import (
+    HELD,
+    HELD_REASON,
+    LedgerState,
+    RevertInfo,
+    SyncPlan,
+    identification_digest,
+    key_fields,
+    plan_sync,
+    revert_info,
+    union_by_user,
+    user_keys,
+)
+from ._sync import (
+    UNCHANGED as PLAN_UNCHANGED,
+)
+from .errors import (
+    AmpPandasWarning,
+    ArgumentError,
+    InterruptedSendWarning,
+    RowsNotSucceededWarning,
+    SendError,
+)
+
+__all__ = [
+    "REMOVED_COLUMNS",
+    "LedgerObserver",
+    "SyncOptions",
+    "SyncPreview",
+    "UserGroups",
+    "group_users",
+    "preview_sync",
+    "removed_json",
+    "revert_infos",
+    "send_sync",
+    "sync_options",
+]
+
+REMOVED_MODES = ("keep", "revert")
+#: Columns of ``result.removed``.
+REMOVED_COLUMNS = ["user_id", "device_id", "identification", "status", "error", "not_undone"]
+#: Rows whose texts are read at a time when digesting.
+_CHUNK = 65_536
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What ``sync=``, ``ledger=`` and ``removed=`` asked for."""
+
+    name: str
+    ledger: Path | None
+    removed: str
+
+    @property
+    def ledger_path(self) -> Path:
+        """The ledger file: ``ledger=``, else the default (``$AMP_PANDAS_LEDGER``...)."""
+        return self.ledger if self.ledger is not None else default_path()
+
+
+def sync_options(sync: Any, ledger: Any, removed: Any) -> SyncOptions | None:
+    """Check the sync arguments; ``None`` without ``sync=`` (and then nothing else may be set).
+
+    Examples
+    --------
+    >>> sync_options("winback", None, "revert").removed
+    'revert'
+    >>> sync_options(None, None, "keep") is None
+    True
+    """
+    if not isinstance(removed, str) or removed not in REMOVED_MODES:
+        raise ArgumentError(f'removed= must be "keep" or "revert", not {removed!r}')
+    if ledger is not None and not isinstance(ledger, str | os.PathLike):
+        raise ArgumentError(
+            f"ledger= takes the path of the ledger file (a str or a Path), not "
+            f"{type(ledger).__name__} {ledger!r}"
+        )
+    if sync is None:
+        if ledger is not None:
+            raise ArgumentError("ledger= is used by sync runs only; pass sync= a job name too")
+        if removed != "keep":
+            raise ArgumentError(
+                f'removed="{removed}" needs a sync job: pass sync= a job name (the job '
+                "remembers who was sent, so that it can tell who left)"
+            )
+        return None
+    if not isinstance(sync, str) or not sync.strip():
+        raise ArgumentError(
+            f"sync= takes a job name (a non-empty string such as 'winback-q2'), not "
+            f"{type(sync).__name__} {sync!r}"
+        )
+    path = None if ledger is None else Path(os.fspath(ledger)).expanduser()
+    return SyncOptions(sync, path, removed)
+
+
+# --- users of a plan ----------------------------------------------------------------------------
+
+
+@dataclass
+class UserGroups:
+    """The users of a plan's valid rows.
+
+    Attributes
+    ----------
+    rows : ndarray of int64
+        The valid rows (positions).
+    code : ndarray of int64
+        Per row of the plan, its user's number (-1 for rows that are not valid).
+    keys : ndarray of object
+        Per user, its ledger key (:func:`~amp_pandas._sync.user_key`).
+    digests : list of bytes
+        Per user, the digest of its identifications (in row order).
+    idempotent : ndarray of bool
+        Per user, whether every row is idempotent.
+    n_rows : ndarray of int64
+        Per user, its number of valid rows.
+    """
+
+    rows: np.ndarray
+    code: np.ndarray
+    keys: np.ndarray
+    digests: list[bytes]
+    idempotent: np.ndarray
+    n_rows: np.ndarray
+    _reverts: dict[int, RevertInfo] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def group_users(plan: Plan) -> UserGroups:
+    """Number the users of the plan's valid rows and digest each one's identifications."""
+    rows = np.flatnonzero(plan.state == VALID)
+    ucodes = plan.user_id.codes[rows]
+    if len(rows) and (ucodes >= 0).all():  # user ids only: their codes number the users
+        codes, uniq = pd.factorize(ucodes)
+        keys = plan.user_id.values(np.asarray(uniq, dtype=np.int64))
+    else:
+        row_keys = user_keys(plan.user_id[rows], plan.device_id[rows])
+        codes, uniq = pd.factorize(row_keys)
+        keys = np.asarray(uniq, dtype=object)
+    codes = np.asarray(codes, dtype=np.int64)
+    n_users = len(keys)
+    code = np.full(len(plan), -1, dtype=np.int64)
+    code[rows] = codes
+    n_rows = np.bincount(codes, minlength=n_users).astype(np.int64)
+    non_idem = np.bincount(codes, weights=~plan.idempotent[rows], minlength=n_users)
+    digests: list[bytes] = [b""] * n_users
+    payload = plan.payload
+    if n_users == len(rows):  # one row per user
+        for start in range(0, len(rows), _CHUNK):
+            part = rows[start : start + _CHUNK]
+            users = codes[start : start + _CHUNK].tolist()
+            for u, text in zip(users, payload.texts(part), strict=True):
+                digests[u] = identification_digest((text,))
+    else:
+        order = np.argsort(codes, kind="stable")
+        sorted_rows, sorted_codes = rows[order], codes[order]
+        bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
+        starts = np.concatenate(([0], bounds, [len(rows)])).astype(np.int64)
+        u = 0
+        while u < n_users:
+            v = int(np.searchsorted(starts, starts[u] + _CHUNK, side="right")) - 1
+            v = min(max(v, u + 1), n_users)
+            lo, hi = int(starts[u]), int(starts[v])
+            texts = payload.texts(sorted_rows[lo:hi])
+            for w in range(u, v):
+                a, b = int(starts[w]) - lo, int(starts[w + 1]) - lo
+                digests[int(sorted_codes[a + lo])] = identification_digest(texts[a:b])
+            u = v
+    return UserGroups(rows, code, np.asarray(keys, dtype=object), digests, non_idem == 0, n_rows)
+
+
+_ID_FIELD = re.compile(r'"(?:user_id|device_id)":"(?:[^"\\]|\\.)*",?')
+
+
+def revert_infos(plan: Plan, users: UserGroups, which: np.ndarray) -> list[RevertInfo]:
+    """What undoes the identifications of the users ``which`` (user numbers), in that order.
+
+    Rows that differ only in their ids share one parse.
+    """
+    cache: dict[str, RevertInfo] = {}
+    want = np.zeros(len(users), dtype=bool)
+    want[which] = True
+    rows = users.rows[want[users.code[users.rows]]]
+    infos: list[RevertInfo] = []
+    for start in range(0, len(rows), _CHUNK):
+        for text in plan.payload.texts(rows[start : start + _CHUNK]):
+            shape = _ID_FIELD.sub("", text)
+            info = cache.get(shape)
+            if info is None:
+                info = cache[shape] = revert_info([text])
+            infos.append(info)
+    local = np.full(len(users), -1, dtype=np.int64)
+    local[which] = np.arange(len(which))
+    return union_by_user(local[users.code[rows]], infos, len(which))
+
+
+# --- the dry run --------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncPreview:
+    """What a sync run would do, as a dry run sees it (nothing written).
+
+    Attributes
+    ----------
+    job : str
+        The job's name; ``ledger`` the ledger file; ``endpoint`` where it sends.
+    known : bool
+        Whether the job could be identified (it needs the API key's fingerprint).
+    last_run : pandas.Timestamp or None
+        When the job last ran (UTC).
+    held_users : int
+        Users the ledger holds for the job.
+    counts : dict
+        Users per plan status (``new``, ``changed``, ``unchanged``, ``ambiguous``, ``held``)
+        and ``removed``.
+    unchanged_rows : int
+        Rows not sent because their user is unchanged.
+    send_rows : int
+        Rows a send would post.
+    removed_mode : str
+        ``"keep"`` or ``"revert"``.
+    reverts : pandas.DataFrame
+        The removed users: ``user_id``, ``device_id``, ``identification`` (the revert a send
+        would post; ``None`` with ``removed="keep"`` or nothing to undo) and ``not_undone``.
+    note : str or None
+        Why the counts may differ when sent (no API key yet, no ledger file yet).
+    """
+
+    job: str
+    ledger: str
+    endpoint: str
+    known: bool
+    last_run: pd.Timestamp | None
+    held_users: int
+    counts: dict[str, int]
+    unchanged_rows: int
+    send_rows: int
+    removed_mode: str
+    reverts: pd.DataFrame
+    note: str | None = None
+
+    def send_text(self) -> str:
+        """What a Send will do, in one sentence."""
+        c = self.counts
+        sent_users = c["new"] + c["changed"] + c["ambiguous"]
+        parts = [f"sends {self.send_rows:,} rows of {sent_users:,} new or changed users"]
+        if c["unchanged"]:
+            parts.append(f"skips {c['unchanged']:,} unchanged users")
+        if c["held"]:
+            parts.append(f"holds {c['held']:,} ambiguous users (unknown)")
+        n_removed = c["removed"]
+        if n_removed:
+            if self.removed_mode == "revert":
+                n_revert = int(self.reverts["identification"].notna().sum())
+                parts.append(f"reverts {n_revert:,} of {n_removed:,} removed users")
+            else:
+                parts.append(f"keeps {n_removed:,} removed users as they are")
+        return "Send " + ", ".join(parts) + f" (sync job {self.job!r})."
+
+
+def _reverts_frame(plan: SyncPlan, *, send: bool) -> pd.DataFrame:
+    """The removed users as ``result.removed`` lists them (without the send's status)."""
+    frame = plan.reverts()
+    ids = [key_fields(k) for k in plan.removed.tolist()]
+    out = pd.DataFrame(
+        {
+            "user_id": pd.Series([i.get("user_id") for i in ids], dtype=object),
+            "device_id": pd.Series([i.get("device_id") for i in ids], dtype=object),
+            "identification": pd.Series(
+                frame["identification"].tolist() if send else [None] * len(frame), dtype=object
+            ),
+            "not_undone": pd.Series(frame["not_undone"].tolist(), dtype=object),
+        }
+    )
+    return out
+
+
+def preview_sync(
+    plan: Plan, users: UserGroups, settings: SendSettings, options: SyncOptions
+) -> SyncPreview:
+    """The sync plan of a dry run, from the ledger as it is now (read only)."""
+    path = options.ledger_path
+    key = settings.api_key.reveal() if settings.api_key is not None else None
+    note = None
+    state = LedgerState.empty(options.name)
+    known = key is not None
+    if not path.exists():
+        note = f"the ledger {path} does not exist yet: every user is new"
+    elif key is None:
+        note = ("no API key set: the job (name, endpoint and key) cannot be looked up; "
+                "every user is counted as new")
+    else:
+        with Ledger(path) as ledger:
+            state = ledger.state(ledger.job(options.name, settings.endpoint, key))
+    splan = plan_sync(state, users.keys, users.digests, users.idempotent,
+                      removed=options.removed,
+                      retry_ambiguous=settings.retry_ambiguous)  # fmt: skip
+    counts = splan.counts()
+    unchanged_rows = int(users.n_rows[splan.status == PLAN_UNCHANGED].sum())
+    send_rows = int(users.n_rows[splan.send].sum())
+    return SyncPreview(
+        job=options.name, ledger=str(path), endpoint=settings.endpoint, known=known,
+        last_run=state.last_run, held_users=len(state), counts=counts,
+        unchanged_rows=unchanged_rows, send_rows=send_rows, removed_mode=options.removed,
+        reverts=_reverts_frame(splan, send=options.removed == "revert"), note=note,
+    )  # fmt: skip
+
+
+# --- the send -----------------------------------------------------------------------------------
+
+
+class LedgerObserver:
+    """The ledger's side of a send: users in flight before each request, outcomes after.
+
+    Parameters
+    ----------
+    run : Run
+        The job's run (holding its lock).
+    row_user : ndarray of int64
+        Per row of the plan sent, its user's number (-1: none).
+    keys : ndarray of object
+        Per user number, its key.
+    digests, reverts, n_rows : sequences, optional
+        Per user number: digest, revert info and rows in this run (for the job's own
+        identifications); all ``None`` for revert identifications.
+    """
+
+    def __init__(
+        self, run: Run, row_user: np.ndarray, keys: np.ndarray, *,
+        digests: Sequence[bytes] | None = None, reverts: dict[int, RevertInfo] | None = None,
+        n_rows: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
+        self.run = run
+        self.row_user = row_user
+        self.keys = keys
+        self.digests = digests
+        self.reverts = reverts
+        self.n_rows = n_rows
+        self.flown = np.zeros(len(keys), dtype=bool)
+        self.interrupted = False
+
+    def before_request(self, rows: np.ndarray) -> None:
+        users = pd.unique(self.row_user[rows])
+        users = users[(users >= 0) & ~self.flown[users]]
+        if not len(users):
+            return
+        keys = self.keys[users].tolist()
+        if self.digests is None:
+            self.run.mark_revert_in_flight(keys)
+        else:
+            assert self.reverts is not None and self.n_rows is not None
+            self.run.mark_in_flight(
+                keys, [self.digests[u] for u in users.tolist()],
+                [self.reverts.get(u) for u in users.tolist()], rows=self.n_rows[users].tolist(),
+            )  # fmt: skip
+        self.flown[users] = True
+
+    def after_rows_final(self, rows: np.ndarray, statuses: np.ndarray) -> None:
+        users = self.row_user[rows]
+        mine = (users >= 0) & self.flown[np.maximum(users, 0)]
+        if not mine.any():
+            return
+        names = np.array(STATUSES, dtype=object)[statuses[mine]]
+        self.run.mark_done(self.keys[users[mine]].tolist(), names.tolist())
+
+    def send_over(self, interrupted: bool) -> None:
+        self.interrupted = interrupted
+
+
+def send_sync(
+    plan: Plan,
+    users: UserGroups,
+    settings: SendSettings,
+    options: SyncOptions,
+    *,
+    progress_callback: ProgressCallback | None = None,
+) -> SendResult:
+    """Send a plan as a run of the job: see the module's docstring.
+
+    Raises
+    ------
+    LedgerError
+        The ledger cannot be opened or written, or another run of the job holds its lock:
+        before anything is sent.
+    """
+    key = require_key(settings)
+    with Ledger(options.ledger_path) as ledger:
+        job = ledger.job(options.name, settings.endpoint, key)
+        with ledger.begin_run(job) as run:
+            splan = plan_sync(run.state(), users.keys, users.digests, users.idempotent,
+                              removed=options.removed,
+                              retry_ambiguous=settings.retry_ambiguous)  # fmt: skip
+            status_of_row = np.full(len(plan), -1, dtype=np.int8)
+            status_of_row[users.rows] = splan.status[users.code[users.rows]]
+            settled = [
+                (np.flatnonzero(status_of_row == PLAN_UNCHANGED), UNCHANGED, None),
+                (np.flatnonzero(status_of_row == HELD), UNKNOWN, HELD_REASON),
+            ]
+            to_send = np.flatnonzero(splan.send)
+            reverts = dict(zip(to_send.tolist(), revert_infos(plan, users, to_send),
+                               strict=True))  # fmt: skip
+            observer = LedgerObserver(run, users.code, users.keys, digests=users.digests,
+                                      reverts=reverts, n_rows=users.n_rows)  # fmt: skip
+            result = send_plan(plan, settings, progress_callback=progress_callback,
+                               observer=observer, settled=settled)  # fmt: skip
+            removed = _removed(run, splan, settings, options, stopped=observer.interrupted)
+    if not isinstance(result, SendResult):  # pragma: no cover - the sender builds one
+        result = SendResult(result)
+    result.removed = removed
+    return result
+
+
+def _removed(
+    run: Run, splan: SyncPlan, settings: SendSettings, options: SyncOptions, *, stopped: bool
+) -> pd.DataFrame:
+    """Let the removed users go, or send their reverts; ``result.removed``."""
+    frame = _reverts_frame(splan, send=options.removed == "revert")
+    n = len(frame)
+    status = np.full(n, "kept" if options.removed == "keep" else "skipped", dtype=object)
+    error = np.full(n, None, dtype=object)
+    keys = splan.removed
+    if stopped:
+        status[:] = "not_sent"
+        error[:] = "not sent: the send was interrupted before the removed users"
+        frame["identification"] = None
+    elif options.removed == "keep":
+        run.mark_left(keys.tolist())
+        error[:] = 'removed="keep": left as the job left it'
+    else:
+        has = frame["identification"].notna().to_numpy()
+        nothing = np.flatnonzero(~has)
+        if len(nothing):
+            run.mark_left(keys[nothing].tolist())
+            error[nothing] = "nothing this job did can be undone by an identification"
+        todo = np.flatnonzero(has)
+        if len(todo):
+            rplan = Plan.from_identifications(frame["identification"].iloc[todo].tolist())
+            observer = LedgerObserver(run, np.arange(len(todo), dtype=np.int64), keys[todo])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", AmpPandasWarning)
+                try:
+                    rresult = send_plan(rplan, settings, observer=observer)
+                except SendError as exc:
+                    rresult = exc.result
+                    if rresult is None:
+                        raise
+                    _rewarn(f"the revert identifications stopped: {exc}")
+            for w in caught:
+                if not issubclass(w.category, RowsNotSucceededWarning | InterruptedSendWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            status[todo] = rresult["status"].to_numpy(dtype=object)
+            error[todo] = rresult["error"].astype(object).where(rresult["error"].notna(), None)
+            bad = int((rresult["status"] != "success").sum())
+            if bad:
+                _rewarn(
+                    f"{bad:,} of {len(todo):,} revert identifications of removed users did "
+                    "not succeed; see result.removed. The job still counts them as members: "
+                    "the next run with removed=\"revert\" tries again"
+                )
+    frame["status"] = pd.Series(status, dtype=object)
+    frame["error"] = pd.Series(error, dtype=object)
+    return frame[REMOVED_COLUMNS]
+
+
+def _rewarn(message: str) -> None:
+    warnings.warn(message, RowsNotSucceededWarning, stacklevel=user_stacklevel())
+
+
+def removed_json(frame: pd.DataFrame) -> list[str]:
+    """The identifications of ``result.removed`` as JSON texts (for display)."""
+    return [json.dumps(i, ensure_ascii=False) for i in frame["identification"] if i is not None]
+
