@@ -282,19 +282,19 @@ class SyncPreview:
         """What a Send will do, in one sentence."""
         c = self.counts
         sent_users = c["new"] + c["changed"] + c["ambiguous"]
-        parts = [f"sends {self.send_rows:,} rows of {sent_users:,} new or changed users"]
+        parts = [f"send {self.send_rows:,} rows of {sent_users:,} new or changed users"]
         if c["unchanged"]:
-            parts.append(f"skips {c['unchanged']:,} unchanged users")
+            parts.append(f"skip {c['unchanged']:,} unchanged users")
         if c["held"]:
-            parts.append(f"holds {c['held']:,} ambiguous users (unknown)")
+            parts.append(f"hold {c['held']:,} ambiguous users (unknown)")
         n_removed = c["removed"]
         if n_removed:
             if self.removed_mode == "revert":
                 n_revert = int(self.reverts["identification"].notna().sum())
-                parts.append(f"reverts {n_revert:,} of {n_removed:,} removed users")
+                parts.append(f"revert {n_revert:,} of {n_removed:,} removed users")
             else:
-                parts.append(f"keeps {n_removed:,} removed users as they are")
-        return "Send " + ", ".join(parts) + f" (sync job {self.job!r})."
+                parts.append(f"keep {n_removed:,} removed users as they are")
+        return "A Send will " + ", ".join(parts) + f" (sync job {self.job!r})."
 
 
 def _reverts_frame(plan: SyncPlan, *, send: bool) -> pd.DataFrame:
