@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from ._sync import (
     identification_digest,
     key_fields,
     plan_sync,
-    revert_info,
+    summarize_user,
     union_by_user,
     user_keys,
 )
@@ -207,26 +206,19 @@ def group_users(plan: Plan) -> UserGroups:
     return UserGroups(rows, code, np.asarray(keys, dtype=object), digests, non_idem == 0, n_rows)
 
 
-_ID_FIELD = re.compile(r'"(?:user_id|device_id)":"(?:[^"\\]|\\.)*",?')
-
-
 def revert_infos(plan: Plan, users: UserGroups, which: np.ndarray) -> list[RevertInfo]:
     """What undoes the identifications of the users ``which`` (user numbers), in that order.
 
-    Rows that differ only in their ids share one parse.
+    Each row is parsed once; rows that differ only in ids and ``$set``-like values share one
+    revert info (:func:`~amp_pandas._sync.summarize_user` caches them).
     """
-    cache: dict[str, RevertInfo] = {}
     want = np.zeros(len(users), dtype=bool)
     want[which] = True
     rows = users.rows[want[users.code[users.rows]]]
     infos: list[RevertInfo] = []
     for start in range(0, len(rows), _CHUNK):
-        for text in plan.payload.texts(rows[start : start + _CHUNK]):
-            shape = _ID_FIELD.sub("", text)
-            info = cache.get(shape)
-            if info is None:
-                info = cache[shape] = revert_info([text])
-            infos.append(info)
+        infos += [summarize_user((text,)).revert
+                  for text in plan.payload.texts(rows[start : start + _CHUNK])]  # fmt: skip
     local = np.full(len(users), -1, dtype=np.int64)
     local[which] = np.arange(len(which))
     return union_by_user(local[users.code[rows]], infos, len(which))
