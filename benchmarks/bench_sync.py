@@ -27,9 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import amp_pandas  # noqa: E402,F401
 from _reference import BATCH_SIZE, MAX_WORKERS, amp_pandas_mapping, reference_frame  # noqa: E402
 from _sandbox_process import SandboxProcess  # noqa: E402
+
+import amp_pandas  # noqa: E402,F401
 
 
 def timed(fn):  # type: ignore[no-untyped-def]
