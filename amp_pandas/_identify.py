@@ -16,7 +16,7 @@ from ._config import resolve_settings
 from ._preview import IdentifyPreview, operations_table
 from ._result import SendResult
 from ._spec import NullPolicy, parse_mapping
-from ._syncrun import sync_options
+from ._syncrun import revert_columns, sync_options
 from .errors import ArgumentError
 
 __all__ = ["Columns", "IdColumn", "RemovedMode", "identify"]
@@ -238,7 +238,10 @@ def identify(
         nulls=nulls,
     )
     plan = build_plan(df, spec)
-    preview = IdentifyPreview(plan, spec, settings, operations_table(df, spec), sync=sync_job)
+    preview = IdentifyPreview(
+        plan, spec, settings, operations_table(df, spec), sync=sync_job,
+        sync_columns=revert_columns(df, spec) if sync_job is not None else None,
+    )
     if dry_run:
         preview.sync  # noqa: B018  (read the ledger now: a bad ledger is an error here)
         return preview

@@ -22,7 +22,14 @@ from ._encode import body_overhead
 from ._plan import INVALID, SKIPPED, VALID, Plan, chunk_rows
 from ._progress import ProgressCallback
 from ._spec import IdentifySpec, Literal
-from ._syncrun import SyncOptions, SyncPreview, UserGroups, group_users, preview_sync
+from ._syncrun import (
+    RevertColumns,
+    SyncOptions,
+    SyncPreview,
+    UserGroups,
+    group_users,
+    preview_sync,
+)
 from .errors import AlreadySentError, SendError
 
 __all__ = ["IdentifyPreview", "PreviewPayloads"]
@@ -163,9 +170,11 @@ class IdentifyPreview:
         settings: SendSettings,
         operations: pd.DataFrame,
         sync: SyncOptions | None = None,
+        sync_columns: RevertColumns | None = None,
     ) -> None:
         self._plan = plan
         self._sync_options = sync
+        self._sync_columns = sync_columns
         self._users: UserGroups | None = None
         self._sync: SyncPreview | None = None
         self._spec = spec
@@ -363,7 +372,7 @@ class IdentifyPreview:
             if self._sync_options is not None:
                 result = send_sync(
                     self._plan, self._user_groups(), settings, self._sync_options,
-                    progress_callback=progress_callback,
+                    columns=self._sync_columns, progress_callback=progress_callback,
                 )  # fmt: skip
             else:
                 result = send_plan(self._plan, settings, progress_callback=progress_callback)

@@ -28,12 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._amplitude import NON_IDEMPOTENT_OPERATIONS, OPERATIONS, UNSET
 from ._config import SendSettings, require_key
 from ._ledger import Ledger, Run, default_path
 from ._plan import VALID, Plan
 from ._progress import ProgressCallback
 from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
 from ._send import send_plan, user_stacklevel
+from ._spec import IdentifySpec, Literal
 from ._sync import (
     HELD,
     HELD_REASON,
@@ -43,6 +45,7 @@ from ._sync import (
     identification_digest,
     key_fields,
     plan_sync,
+    revert_infos_of_rows,
     summarize_user,
     union_by_user,
     user_keys,
@@ -61,12 +64,14 @@ from .errors import (
 __all__ = [
     "REMOVED_COLUMNS",
     "LedgerObserver",
+    "RevertColumns",
     "SyncOptions",
     "SyncPreview",
     "UserGroups",
     "group_users",
     "preview_sync",
     "removed_json",
+    "revert_columns",
     "revert_infos",
     "send_sync",
     "sync_options",
@@ -206,19 +211,131 @@ def group_users(plan: Plan) -> UserGroups:
     return UserGroups(rows, code, np.asarray(keys, dtype=object), digests, non_idem == 0, n_rows)
 
 
-def revert_infos(plan: Plan, users: UserGroups, which: np.ndarray) -> list[RevertInfo]:
+_SET_OPS = (OPERATIONS["set"], OPERATIONS["set_once"])
+_LIST_OPS = (OPERATIONS["append"], OPERATIONS["prepend"], OPERATIONS["pre_insert"],
+             OPERATIONS["post_insert"])  # fmt: skip
+_SCALARS = (str, bool, int, np.integer, np.bool_)
+
+
+@dataclass
+class RevertColumns:
+    """What the revert infos of a frame's rows are made of, read from its columns: per
+    property (or what cannot be undone, or operation) which rows hold it, and the values list
+    operations add. Built by :func:`revert_columns`; nothing is parsed."""
+
+    set_properties: dict[str, np.ndarray]
+    added: dict[str, np.ndarray]
+    irreversible: dict[str, np.ndarray]
+    non_idempotent: dict[str, np.ndarray]
+
+    def infos(self, rows: np.ndarray) -> np.ndarray:
+        """The revert info of each of ``rows`` (positions)."""
+        return revert_infos_of_rows(
+            len(rows),
+            set_properties={p: m[rows] for p, m in self.set_properties.items()},
+            added={p: v[rows] for p, v in self.added.items()},
+            irreversible={p: m[rows] for p, m in self.irreversible.items()},
+            non_idempotent={p: m[rows] for p, m in self.non_idempotent.items()},
+        )
+
+
+def _plain_values(values: Any) -> bool:
+    """Whether list-operation values are written to JSON as Python writes them: strings,
+    integers, booleans, and lists of those (floats, dates and other objects are not)."""
+    for v in values:
+        if v is None or isinstance(v, _SCALARS):
+            continue
+        if isinstance(v, list) and all(isinstance(x, _SCALARS) for x in v):
+            continue
+        return False
+    return True
+
+
+def revert_columns(df: pd.DataFrame, spec: IdentifySpec) -> RevertColumns | None:
+    """The columns revert infos are made of, or ``None`` where only the JSON tells (groups,
+    list operations of floats, dates or objects, a literal ``None``): then the identifications
+    sent are parsed instead.
+
+    A cell is present where it is not missing (None, NaN, NaT, pd.NA), as the build reads it;
+    rows that are not valid are never sent, so their masks do not matter.
+    """
+    if spec.groups:
+        return None
+    n = len(df)
+
+    def present(source: Any) -> np.ndarray | None:
+        if isinstance(source, Literal):
+            value = source.value
+            if value is None or (isinstance(value, float) and value != value):
+                return None
+            return np.ones(n, dtype=bool)
+        col = df.iloc[:, df.columns.get_loc(source)]
+        return ~col.isna().to_numpy(dtype=bool)
+
+    sets: dict[str, np.ndarray] = {}
+    added: dict[str, np.ndarray] = {}
+    lost: dict[str, np.ndarray] = {}
+    ops: dict[str, np.ndarray] = {}
+    for op, slots in spec.operations:
+        for slot in slots:
+            mask = present(slot.source)
+            if mask is None:
+                return None
+            if op in NON_IDEMPOTENT_OPERATIONS:
+                ops[op] = ops[op] | mask if op in ops else mask
+            if op in _SET_OPS:
+                sets[slot.key] = mask
+                if spec.nulls == "unset" and not mask.all():
+                    lost[f"{UNSET} {slot.key}"] = ~mask
+            elif op in _LIST_OPS:
+                if isinstance(slot.source, Literal):
+                    values = np.empty(n, dtype=object)
+                    values[:] = [slot.source.value] * n
+                else:
+                    col = df.iloc[:, df.columns.get_loc(slot.source)]
+                    values = col.to_numpy(dtype=object, na_value=None).copy()
+                    values[~mask] = None
+                if isinstance(slot.source, Literal):
+                    distinct: Any = [slot.source.value]
+                else:
+                    try:
+                        distinct = pd.unique(values[mask])
+                    except TypeError:  # lists: unhashable
+                        distinct = values[mask]
+                if not _plain_values(distinct):
+                    return None
+                added[slot.key] = values
+            else:  # $add, $remove: nothing an identification can restore
+                lost[f"{op} {slot.key}"] = mask
+    for name in spec.unset:
+        lost[f"{UNSET} {name}"] = np.ones(n, dtype=bool)
+    for slot in spec.fields:
+        mask = present(slot.source)
+        if mask is None:
+            return None
+        lost[slot.key] = mask
+    return RevertColumns(sets, added, lost, ops)
+
+
+def revert_infos(
+    plan: Plan, users: UserGroups, which: np.ndarray, columns: RevertColumns | None = None
+) -> list[RevertInfo]:
     """What undoes the identifications of the users ``which`` (user numbers), in that order.
 
-    Each row is parsed once; rows that differ only in ids and ``$set``-like values share one
-    revert info (:func:`~amp_pandas._sync.summarize_user` caches them).
+    From ``columns`` when given (:func:`revert_columns`: nothing parsed); else each row sent
+    is parsed once, and rows that differ only in ids and ``$set``-like values share one revert
+    info (:func:`~amp_pandas._sync.summarize_user` caches them).
     """
     want = np.zeros(len(users), dtype=bool)
     want[which] = True
     rows = users.rows[want[users.code[users.rows]]]
-    infos: list[RevertInfo] = []
-    for start in range(0, len(rows), _CHUNK):
-        infos += [summarize_user((text,)).revert
-                  for text in plan.payload.texts(rows[start : start + _CHUNK])]  # fmt: skip
+    if columns is not None:
+        infos: list[RevertInfo] = columns.infos(rows).tolist()
+    else:
+        infos = []
+        for start in range(0, len(rows), _CHUNK):
+            infos += [summarize_user((text,)).revert
+                      for text in plan.payload.texts(rows[start : start + _CHUNK])]  # fmt: skip
     local = np.full(len(users), -1, dtype=np.int64)
     local[which] = np.arange(len(which))
     return union_by_user(local[users.code[rows]], infos, len(which))
@@ -404,6 +521,7 @@ def send_sync(
     settings: SendSettings,
     options: SyncOptions,
     *,
+    columns: RevertColumns | None = None,
     progress_callback: ProgressCallback | None = None,
 ) -> SendResult:
     """Send a plan as a run of the job: see the module's docstring.
@@ -428,8 +546,8 @@ def send_sync(
                 (np.flatnonzero(status_of_row == HELD), UNKNOWN, HELD_REASON),
             ]
             to_send = np.flatnonzero(splan.send)
-            reverts = dict(zip(to_send.tolist(), revert_infos(plan, users, to_send),
-                               strict=True))  # fmt: skip
+            infos = revert_infos(plan, users, to_send, columns)
+            reverts = dict(zip(to_send.tolist(), infos, strict=True))
             observer = LedgerObserver(run, users.code, users.keys, digests=users.digests,
                                       reverts=reverts, n_rows=users.n_rows)  # fmt: skip
             result = send_plan(plan, settings, progress_callback=progress_callback,
