@@ -479,3 +479,46 @@ def test_kill_9_at_a_random_point_then_rerun(tmp_path: Path, seed: int) -> None:
             elif users[u] != "acknowledged":  # in flight when killed: held, never resent
                 assert users[u] == "unknown" and status[u] == "unknown"
                 assert applied[u] == applied_before[u]
+
+
+# --- Ctrl-C -------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_mid_send_keeps_the_ledger_right(tmp_path: Path) -> None:
+    """A real SIGINT after the first answers: the partial result, the ledger and a re-run
+    agree: acknowledged users are not sent again, users never sent are sent, the removed users
+    are left for the next run."""
+    path = tmp_path / "ledger.sqlite3"
+    users = [f"user-{i:03d}" for i in range(60)]
+    df = pd.DataFrame({"uid": users, "n": 1})
+    job = {"add": {"logins": "n"}, "batch_size": 5, "max_workers": 1}
+    with Sandbox(latency=0.01) as sb:
+        run(df.assign(uid=[u.replace("user", "gone") for u in users]).iloc[:3], sb, path,
+            **job)  # members that the next run removes  # fmt: skip
+        sb.reset()
+        fired: list[int] = []
+
+        def interrupt(done: dict[str, int], waiting: object) -> None:
+            if done.get("success", 0) >= 10 and not fired:
+                fired.append(1)
+                signal.raise_signal(signal.SIGINT)
+
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            preview = run(df, sb, path, dry_run=True, removed="revert", **job)
+            with pytest.warns(amp_pandas.errors.InterruptedSendWarning):
+                partial = preview.send(progress=False, progress_callback=interrupt)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        status = dict(zip(users, partial.status, strict=True))
+        assert set(status.values()) <= {"success", "not_sent", "unknown"}
+        assert 10 <= list(status.values()).count("success") < 60
+        assert partial.removed["status"].tolist() == ["not_sent"] * 3
+        applied = Counter(i["user_id"] for i in sb.applied)
+        assert {u for u, s in status.items() if s == "success"} == set(applied)
+        again = run(df, sb, path, removed="revert", **job)
+        for u, s in zip(users, again.status, strict=True):
+            expected = {"success": "unchanged", "not_sent": "success", "unknown": "unknown"}
+            assert s == expected[status[u]], u
+        assert max(Counter(i["user_id"] for i in sb.applied).values()) == 1
+        assert again.removed["status"].tolist() == ["skipped"] * 3  # $add: nothing to undo
