@@ -325,6 +325,20 @@ class AmplitudeAccessor:
         ...     profiles = sb.profiles()
         >>> result.status.tolist(), profiles.loc["user-1", "plan"]
         (['success', 'success'], 'pro')
+
+        A sync job remembers what it sent: run again, it sends only what changed:
+
+        >>> import os, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> job = dict(user_id="uid", set=["plan"], sync="plans", progress=False,
+        ...            ledger=os.path.join(tmp.name, "ledger.sqlite3"))
+        >>> with Sandbox() as sb:
+        ...     first = df.amplitude.identify(**job, server_url=sb.url, api_key=sb.api_key)
+        ...     again = df.amplitude.identify(**job, server_url=sb.url, api_key=sb.api_key)
+        ...     sent_again = len(sb.requests) - 1
+        >>> first.status.tolist(), again.status.tolist(), sent_again
+        (['success', 'success'], ['unchanged', 'unchanged'], 0)
+        >>> tmp.cleanup()
         """
         return identify(
             self._obj,
