@@ -1,45 +1,72 @@
 """Building: a DataFrame and a checked mapping become a :class:`~amp_pandas._plan.Plan`.
 
 Column-wise throughout: each mapped column is converted to JSON text once (``_convert``), checked
-with vectorised rules, and the identifications are assembled as JSON text directly — no per-row
-dicts, no ``json.dumps`` of the whole payload. Every row is checked before anything is sent, and
-every problem is reported (row, column, severity, message), not just the first.
+with vectorised rules, and the identifications are assembled from the converted columns
+(``_assemble``) — no per-row dicts, no ``json.dumps`` of the whole payload. Every row is checked
+before anything is sent, and every problem is reported (row, column, severity, message, and the
+message's kind: the message without the cell's value), not just the first.
 
-Two assemblers write the same bytes: with pyarrow, :func:`_assemble_arrow` joins whole rows with
-``pyarrow.compute.binary_join_element_wise`` in C, a block of rows at a time; without it (or when
-a column's text cannot live in Arrow), :func:`_assemble` fills a ``%``-template per row.
+A build runs in steps, one method of :class:`_Build` each: the ids, the top-level fields, the
+user properties, the groups; then each row's state; then the payloads (with the request size
+limit, known only once a row's text is measured); then the warnings on rows that will be sent.
 """
 
 from __future__ import annotations
 
-import functools
 import gc
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from . import _convert as conv
-from ._payloads import ArrowPayloads, Ids, TextPayloads
 from ._amplitude import (
+    MAX_BODY_BYTES,
     MAX_GROUPS,
     MAX_ID_LENGTH,
+    MAX_STRING_LENGTH,
     MAX_UPDATES_PER_HOUR,
     MIN_ID_LENGTH,
     NON_IDEMPOTENT_OPERATIONS,
     REJECTED_IDS,
+    UNSET,
+    UNSET_VALUE,
 )
+from ._assemble import Part, Section, assemble, largest_part
+from ._convert import (
+    VALUE,
+    Converted,
+    IdColumn,
+    convert_field,
+    convert_groups,
+    convert_ids,
+    convert_values,
+)
+from ._encode import body_overhead
+from ._payloads import ArrowPayloads, Ids, arrow_literal
 from ._plan import INVALID, SKIPPED, VALID, Plan, empty_problems
 from ._spec import IdentifySpec, Literal, Slot
 
-if TYPE_CHECKING:  # pyarrow is optional: imported at run time only on the Arrow path
-    import pyarrow as pa
+__all__ = ["build_plan", "MAX_IDENTIFICATION_BYTES"]
 
-__all__ = ["build_plan"]
+#: Room left in a request for the API key (Amplitude's keys have 32 characters).
+_KEY_ROOM = 64
+#: The largest identification that fits in a request on its own: Amplitude's body limit less the
+#: multipart framing (the array's brackets included) and the key.
+MAX_IDENTIFICATION_BYTES = MAX_BODY_BYTES - body_overhead(_KEY_ROOM)
 
+
+def build_plan(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
+    """Build every identification of ``df`` as ``spec`` says; check every row.
+
+    Pure: reads ``df`` and never changes it.
+    """
+    with _gc_paused():
+        return _Build(df, spec).plan()
 
 
 @contextmanager
@@ -54,548 +81,93 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+# --------------------------------------------------------------------------------------------
+# problems
+
+
+@dataclass
+class _Chunk:
+    pos: np.ndarray
+    column: str
+    severity: str
+    message: list[str] | str
+    kind: list[str] | str
+
+
 @dataclass
 class _Problems:
     """Problems collected while building: arrays of positions with one message each."""
 
-    chunks: list[tuple[np.ndarray, str, str, list[str] | str]] = field(default_factory=list)
+    chunks: list[_Chunk] = field(default_factory=list)
 
-    def add(self, pos: np.ndarray, column: str, severity: str, message: list[str] | str) -> None:
+    def add(
+        self,
+        pos: np.ndarray,
+        column: str,
+        severity: str,
+        message: list[str] | str,
+        kind: list[str] | str | None = None,
+    ) -> None:
+        """Problems at positions ``pos``: one message for all, or one each; ``kind`` is the
+        message without the cell's value (the message itself when it holds no value)."""
         if len(pos):
-            self.chunks.append((np.asarray(pos, dtype=np.int64), column, severity, message))
+            chunk = _Chunk(np.asarray(pos, dtype=np.int64), column, severity, message,
+                           message if kind is None else kind)
+            self.chunks.append(chunk)
+
+    def add_bad(self, c: Converted, column: str) -> None:
+        """The cells a converter found bad: errors."""
+        self.add(c.bad_pos, column, "error", c.bad_reason, c.kinds)
 
     def error_positions(self) -> np.ndarray:
-        errs = [p for p, _, sev, _ in self.chunks if sev == "error"]
+        errs = [c.pos for c in self.chunks if c.severity == "error"]
         return np.unique(np.concatenate(errs)) if errs else np.empty(0, dtype=np.int64)
 
     def first_error_reason(self, n: int) -> np.ndarray:
         reason = np.full(n, None, dtype=object)
-        for pos, column, sev, message in reversed(self.chunks):
-            if sev != "error":
+        for c in reversed(self.chunks):
+            if c.severity != "error":
                 continue
-            msgs = message if isinstance(message, list) else [message] * len(pos)
-            where = column if column.startswith("literal(") else f"column {column!r}"
-            reason[pos] = [f"{where}: {m}" for m in msgs]
+            where = c.column if c.column.startswith("literal(") else f"column {c.column!r}"
+            reason[c.pos] = [f"{where}: {m}" for m in _each(c.message, len(c.pos))]
         return reason
 
     def frame(self, index: pd.Index) -> pd.DataFrame:
         if not self.chunks:
             return empty_problems()
-        pos = np.concatenate([c[0] for c in self.chunks])
-        column = np.concatenate([np.full(len(c[0]), c[1], dtype=object) for c in self.chunks])
-        severity = np.concatenate([np.full(len(c[0]), c[2], dtype=object) for c in self.chunks])
-        message = np.empty(len(pos), dtype=object)
-        at = 0
-        for p, _, _, m in self.chunks:
-            message[at : at + len(p)] = m if isinstance(m, list) else [m] * len(p)
-            at += len(p)
+        pos = np.concatenate([c.pos for c in self.chunks])
         order = np.lexsort((np.arange(len(pos)), pos))
+
+        def column(get: Callable[[_Chunk], Any]) -> pd.Series:
+            out = np.empty(len(pos), dtype=object)
+            at = 0
+            for c in self.chunks:
+                out[at : at + len(c.pos)] = _each(get(c), len(c.pos))
+                at += len(c.pos)
+            return pd.Series(out[order], dtype=object)
+
         return pd.DataFrame(
             {
-                "row": pd.Series(index.take(pos[order]).tolist() if len(pos) else [], dtype=object),
-                "column": pd.Series(column[order], dtype=object),
-                "severity": pd.Series(severity[order], dtype=object),
-                "message": pd.Series(message[order], dtype=object),
+                "row": pd.Series(index.take(pos[order]).tolist(), dtype=object),
+                "column": column(lambda c: c.column),
+                "severity": column(lambda c: c.severity),
+                "message": column(lambda c: c.message),
+                "kind": column(lambda c: c.kind),
                 "position": pos[order],
             }
         )
 
 
+def _each(value: list[str] | str, n: int) -> list[str]:
+    return value if isinstance(value, list) else [value] * n
+
+
+# --------------------------------------------------------------------------------------------
+# slots
+
+
 def _label(slot: Slot) -> str:
     return repr(slot.source) if slot.is_literal else str(slot.source)
-
-
-def _series(df: pd.DataFrame, slot: Slot) -> pd.Series:
-    if isinstance(slot.source, Literal):
-        raise AssertionError
-    return df.iloc[:, df.columns.get_loc(slot.source)]
-
-
-def _broadcast(c: conv.Converted, n: int) -> conv.Converted:
-    bad = bool(len(c.bad_pos))
-    return conv.Converted(
-        np.full(n, c.text[0], dtype=object),
-        missing=np.full(n, bool(c.missing[0])),
-        bad_pos=np.arange(n, dtype=np.int64) if bad else c.bad_pos,
-        bad_reason=c.bad_reason * n if bad else [],
-        long_pos=np.arange(n, dtype=np.int64) if len(c.long_pos) else c.long_pos,
-        quoted=c.quoted,
-    )
-
-
-def _convert_slot(df: pd.DataFrame, slot: Slot, convert: Any) -> conv.Converted:
-    n = len(df)
-    if isinstance(slot.source, Literal):
-        return _broadcast(convert(_single(slot.source.value)), n)
-    return convert(_series(df, slot))
-
-
-def _join(parts: list[np.ndarray], n: int) -> np.ndarray:
-    """Comma-join fragments row by row, skipping None; '' where a row has none."""
-    if not parts:
-        return np.full(n, "", dtype=object)
-    if len(parts) == 1:
-        out = parts[0].copy()
-        out[np.equal(out, None)] = ""
-        return out
-    out = np.empty(n, dtype=object)
-    out[:] = [",".join(filter(None, t)) for t in zip(*parts)]
-    return out
-
-
-def _wrap(prefix: str, inner: np.ndarray, suffix: str = "}") -> np.ndarray:
-    out = np.full(len(inner), None, dtype=object)
-    has = inner != ""
-    if has.any():
-        out[has] = prefix + inner[has] + suffix
-    return out
-
-
-def _check_ids(ids: conv.IdColumn, arg: str, label: str, problems: _Problems) -> np.ndarray:
-    """Amplitude's id rules, checked once per distinct id; returns a mask of usable rows."""
-    c = ids.conv
-    problems.add(c.bad_pos, label, "error", c.bad_reason)
-    usable = ids.codes >= 0
-    if not ids.n_unique or not usable.any():
-        return usable
-    lengths, rejected = _id_lengths_and_rejected(ids)
-    too_short = (lengths < MIN_ID_LENGTH) & ~rejected
-    too_long = lengths > MAX_ID_LENGTH
-    codes = np.where(usable, ids.codes, ids.n_unique)  # -1 -> an extra "fine" slot
-    for mask, template in (
-        (rejected, "{arg} {v!r} is on Amplitude's list of rejected ids; fix or drop the row"),
-        (too_short, "{arg} {v!r} is shorter than 5 characters, which Amplitude rejects"),
-        (too_long, "{arg} is longer than 1024 characters ({k}), which Amplitude rejects"),
-    ):
-        if mask.any():
-            p = np.flatnonzero(np.append(mask, False)[codes])
-            problems.add(
-                p,
-                label,
-                "error",
-                [template.format(arg=arg, v=v, k=len(v)) for v in ids.unique_at(ids.codes[p])],
-            )
-            usable[p] = False
-    return usable
-
-
-def _id_lengths_and_rejected(ids: conv.IdColumn) -> tuple[np.ndarray, np.ndarray]:
-    """Per distinct id: its length in characters, and whether Amplitude rejects it.
-
-    Rejected ids compare case-insensitively with Python's ``str.lower``; for ASCII ids Arrow's
-    ``ascii_lower`` is the same thing, for the (rare) others Python lowers them (the Kelvin sign
-    lowers to "k", so "UNKNOWN" spelled with it is rejected too).
-    """
-    short_cand: np.ndarray
-    if ids.unique_arrow is not None:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        arr = ids.unique_arrow
-        lengths = pc.utf8_length(arr).to_numpy().astype(np.int64)
-        short_cand = lengths <= 36  # the longest rejected id
-        ascii_ = np.asarray(pc.string_is_ascii(arr).to_numpy(zero_copy_only=False), dtype=bool)
-        lowered = pc.ascii_lower(arr)
-        rejected = np.asarray(
-            pc.is_in(lowered, value_set=pa.array(sorted(REJECTED_IDS), type=arr.type))
-            .to_numpy(zero_copy_only=False),
-            dtype=bool,
-        ) & short_cand
-        others = np.flatnonzero(short_cand & ~ascii_)
-    else:
-        assert ids.uniques is not None
-        lengths = np.fromiter(map(len, ids.uniques), dtype=np.int64, count=ids.n_unique)
-        short_cand = lengths <= 36
-        rejected = np.zeros(ids.n_unique, dtype=bool)
-        others = np.flatnonzero(short_cand)
-    if len(others):
-        lowered_others = pd.Series(ids.unique_at(others), dtype=object).str.lower()
-        rejected[others] = lowered_others.isin(REJECTED_IDS).to_numpy()
-    return lengths, rejected
-
-
-@dataclass
-class _Part:
-    """One ``"key": value`` of the payload: per-row values, or a constant."""
-
-    key: str
-    conv: conv.Converted | None = None
-    const: str | None = None  # JSON text of a constant
-    optional: bool = False  # present on some rows only by design (nulls="unset")
-
-    def key_text(self) -> str:
-        return encode_basestring(self.key) + ":"
-
-    def fragments(self, rows: np.ndarray) -> np.ndarray:
-        """``"key":value`` for ``rows``, None where the row has no value."""
-        if self.const is not None:
-            return np.full(len(rows), self.key_text() + self.const, dtype=object)
-        assert self.conv is not None
-        text = self.conv.text[rows]
-        out = np.full(len(rows), None, dtype=object)
-        has = np.not_equal(text, None)
-        if has.any():
-            q = '"' if self.conv.quoted else ""
-            out[has] = self.key_text() + q + text[has] + q
-        return out
-
-
-# A section is a list of parts or of (key, section) pairs: the payload's nested objects.
-_Section = list  # list[_Part | tuple[str, "_Section"]]
-
-
-#: One row's JSON text as a sequence: literal text, and the converted columns whose value (in
-#: quotes when ``quoted``) goes in between.
-_Pieces = list  # list[str | conv.Converted]
-
-
-def _template(section: _Section) -> _Pieces:
-    """The section's members for rows where every non-optional part is present.
-
-    Adjacent literal pieces are merged, so a row is ``len(columns)`` values in fixed text.
-    """
-    members: list[_Pieces] = []
-    for item in section:
-        if isinstance(item, tuple):
-            key, sub = item
-            inner = _template(sub)
-            if inner:
-                members.append([encode_basestring(key) + ":{", *inner, "}"])
-            continue
-        if item.optional:
-            continue
-        if item.const is not None:
-            members.append([item.key_text() + item.const])
-        else:
-            assert item.conv is not None
-            q = '"' if item.conv.quoted else ""
-            members.append([item.key_text() + q, item.conv, q])
-    pieces: _Pieces = []
-    for i, member in enumerate(members):
-        pieces += ([","] if i else []) + member
-    merged: _Pieces = []
-    for piece in pieces:
-        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
-            merged[-1] += piece
-        elif not isinstance(piece, str) or piece:
-            merged.append(piece)
-    return merged
-
-
-def _general(section: _Section, rows: np.ndarray) -> np.ndarray:
-    """The section's JSON members for ``rows`` in the general case ('' where empty)."""
-    frags = []
-    for item in section:
-        if isinstance(item, tuple):
-            key, sub = item
-            inner = _general(sub, rows)
-            frags.append(_wrap(encode_basestring(key) + ":{", inner))
-        else:
-            frags.append(item.fragments(rows))
-    return _join(frags, len(rows))
-
-
-def _complete_rows(section: _Section, pieces: _Pieces, valid: np.ndarray) -> np.ndarray:
-    """Valid rows that the template covers: every template value present, no optional one."""
-    complete = valid.copy()
-    for piece in pieces:
-        if isinstance(piece, conv.Converted):
-            complete &= piece.present
-    for p in _walk_parts(section):
-        if p.optional and p.conv is not None:
-            complete &= ~p.conv.present
-    return complete
-
-
-def _assemble(section: _Section, valid: np.ndarray, n: int) -> np.ndarray:
-    """JSON text of every valid row; a single template pass where all values are present.
-
-    Text, not bytes: encoding happens per request (``_encode``), in memory that is reused, which
-    on this kind of machine is far cheaper than holding a million fresh ``bytes`` objects.
-    """
-    payload = np.full(n, None, dtype=object)
-    pieces = ["{", *_template(section), "}"]
-    tpl = "".join(p.replace("%", "%%") if isinstance(p, str) else "%s" for p in pieces)
-    arrays = [p.text for p in pieces if isinstance(p, conv.Converted)]
-    complete = _complete_rows(section, pieces, valid)
-    fast = np.flatnonzero(complete)
-    if len(fast):
-        if not arrays:
-            payload[fast] = [tpl % ()] * len(fast)
-        else:
-            cols = arrays if len(fast) == n else [a[fast] for a in arrays]
-            payload[fast] = [tpl % t for t in zip(*cols)]
-    slow = np.flatnonzero(valid & ~complete)
-    if len(slow):
-        payload[slow] = "{" + _general(section, slow) + "}"
-    return payload
-
-
-#: Rows measured per Arrow call where rows need the general (member by member) text.
-_ARROW_BLOCK = 1 << 15
-
-
-def _assemble_arrow(section: _Section, valid: np.ndarray, n: int) -> ArrowPayloads | None:
-    """:func:`_assemble` with pyarrow, lazily: the template and its columns, and each row's
-    UTF-8 length; the text itself is written per request (:class:`ArrowPayloads`).
-
-    Returns None when some column's text cannot be held by Arrow (lone surrogates in Python
-    strings); the caller then uses :func:`_assemble`.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    for p in _walk_parts(section):
-        if p.conv is not None and p.conv.to_arrow() is None:
-            return None
-    lit = conv.arrow_literal
-    pieces: _Pieces = ["{", *_template(section)]  # the closing brace is ArrowPayloads' own
-    complete = _complete_rows(section, pieces, valid)
-    slow = np.flatnonzero(valid & ~complete)
-    nbytes = np.zeros(n, dtype=np.int64)
-    fast = np.flatnonzero(complete)
-    if len(fast):
-        constant = 1 + sum(len(p.encode()) for p in pieces if isinstance(p, str))  # 1: "}"
-        for p in pieces:
-            if not isinstance(p, str):
-                nbytes += pc.binary_length(p.to_arrow()).fill_null(0).to_numpy()
-        nbytes += constant
-        if len(fast) < n:
-            nbytes[~complete] = 0  # measured below when sent, else 0
-    general = None
-    if len(slow):
-        general = functools.partial(_general_arrow, section)
-        for start in range(0, len(slow), _ARROW_BLOCK):
-            rows = slow[start : start + _ARROW_BLOCK]
-            inner = pc.binary_length(general(pa.array(rows))).to_numpy(zero_copy_only=False)
-            nbytes[rows] = inner.astype(np.int64) + 2  # "{" and "}"
-    args = [lit(p) if isinstance(p, str) else p.to_arrow() for p in pieces]
-    return ArrowPayloads(args, complete, general, nbytes)
-
-
-def _general_arrow(section: _Section, rows: pa.Array) -> pa.Array:
-    """:func:`_general` in Arrow: the section's members for ``rows`` ('' where empty)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    lit = conv.arrow_literal
-    none, empty = lit(None), lit("")
-    frags: list[Any] = []  # each a large_string array (null where absent) or a scalar
-    for item in section:
-        if isinstance(item, tuple):
-            key, sub = item
-            inner = _general_arrow(sub, rows)
-            prefix = lit(encode_basestring(key) + ":{")
-            wrapped = pc.binary_join_element_wise(prefix, inner, lit("}"), empty)
-            frags.append(pc.if_else(pc.equal(inner, empty), none, wrapped))
-        elif item.const is not None:
-            frags.append(lit(item.key_text() + item.const))
-        else:
-            assert item.conv is not None
-            q = '"' if item.conv.quoted else ""
-            values = item.conv.to_arrow().take(rows)
-            frags.append(pc.binary_join_element_wise(lit(item.key_text() + q), values, lit(q), empty))
-    # ",".join of the present fragments: each present one gets a leading comma, absent ones
-    # become "", and the first character (a comma, when any) is cut. (binary_join_element_wise's
-    # own null_handling="skip" drops rows where every value is null in pyarrow 26: avoided.)
-    comma = lit(",")
-    parts = [pa.repeat(empty, len(rows))]  # keeps the result an array when all are constants
-    for frag in frags:
-        if isinstance(frag, pa.Scalar):
-            parts.append(lit("," + frag.as_py()))
-        else:
-            parts.append(pc.binary_join_element_wise(comma, frag, empty).fill_null(empty))
-    joined = pc.binary_join_element_wise(*parts, empty)
-    return pc.utf8_slice_codeunits(joined, 1)
-
-
-def _walk_parts(section: _Section) -> list[_Part]:
-    out: list[_Part] = []
-    for item in section:
-        if isinstance(item, tuple):
-            out += _walk_parts(item[1])
-        else:
-            out.append(item)
-    return out
-
-
-def _part(slot: Slot, c: conv.Converted, n: int) -> _Part:
-    """A literal whose value converted cleanly becomes a constant part."""
-    if (
-        slot.is_literal
-        and n
-        and not len(c.bad_pos)
-        and not c.missing[0]
-        and c.text[0] is not None
-    ):
-        return _Part(slot.key, const=c.json_at(0))
-    return _Part(slot.key, conv=c)
-
-
-def build_plan(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
-    """Build every identification of ``df`` as ``spec`` says; check every row.
-
-    Pure: reads ``df`` and never changes it.
-    """
-    with _gc_paused():
-        return _build(df, spec)
-
-
-def _build(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
-    n = len(df)
-    problems = _Problems()
-    top: _Section = []  # payload members in order
-    content = np.zeros(n, dtype=bool)  # rows with something besides one id
-
-    # ---- ids
-    id_columns: dict[str, conv.IdColumn] = {}
-    usable_any = np.zeros(n, dtype=bool)
-    both = np.ones(n, dtype=bool)
-    for slot in (spec.user_id, spec.device_id):
-        if slot is None:
-            both[:] = False
-            continue
-        if isinstance(slot.source, Literal):
-            ids = conv.convert_ids(_single(slot.source.value)).broadcast(n)
-        else:
-            ids = conv.convert_ids(_series(df, slot))
-        usable = _check_ids(ids, slot.key, _label(slot), problems)
-        if not usable.all():
-            ids.keep(usable)
-        id_columns[slot.key] = ids
-        usable_any |= usable
-        both &= usable
-        top.append(_Part(slot.key, conv=ids.conv))
-    content |= both
-    no_id = np.flatnonzero(~usable_any)
-    if len(no_id):
-        reported = problems.error_positions()
-        fresh = np.setdiff1d(no_id, reported, assume_unique=True)
-        cols = [_label(s) for s in (spec.user_id, spec.device_id) if s is not None]
-        problems.add(
-            fresh,
-            cols[0],
-            "error",
-            "no usable id: " + " and ".join(f"{c!r}" for c in cols) + " missing in this row",
-        )
-
-    # ---- top-level fields
-    for slot in spec.fields:
-        c = _convert_slot(df, slot, conv.convert_field)
-        problems.add(c.bad_pos, _label(slot), "error", c.bad_reason)
-        _null_policy(spec, slot, c, problems)
-        content |= c.present
-        top.append(_part(slot, c, n))
-
-    # ---- user properties
-    properties: _Section = []
-    non_idempotent = np.zeros(n, dtype=bool)
-    unset_parts: list[_Part] = []
-    long_strings: list[tuple[np.ndarray, str]] = []
-    for op, slots in spec.operations:
-        parts: list[_Part] = []
-        numeric = op == "$add"
-        for slot in slots:
-            c = _convert_slot(df, slot, lambda s: conv.convert_values(s, numeric_only=numeric))
-            label = _label(slot)
-            problems.add(c.bad_pos, label, "error", c.bad_reason)
-            if len(c.long_pos):
-                long_strings.append((c.long_pos, label))
-            if spec.nulls == "unset" and op in ("$set", "$setOnce") and c.missing.any():
-                miss = np.full(n, None, dtype=object)
-                miss[c.missing] = "-"
-                unset_parts.append(
-                    _Part(
-                        slot.key,
-                        conv=conv.Converted(
-                            miss, ~c.missing, c.bad_pos[:0], [], c.long_pos[:0], quoted=True
-                        ),
-                        optional=True,
-                    )
-                )
-                content |= c.missing
-            else:
-                _null_policy(spec, slot, c, problems)
-            present = c.present
-            content |= present
-            if op in NON_IDEMPOTENT_OPERATIONS:
-                non_idempotent |= present
-            parts.append(_part(slot, c, n))
-        properties.append((op, parts))
-    for name in spec.unset:
-        unset_parts.append(_Part(name, const='"-"'))
-        content[:] = True
-    if unset_parts:
-        properties.append(("$unset", unset_parts))
-    if properties:
-        top.append(("user_properties", properties))
-
-    # ---- groups
-    if spec.groups:
-        gparts: list[_Part] = []
-        total = np.zeros(n, dtype=np.int64)
-        for slot in spec.groups:
-            if isinstance(slot.source, Literal):
-                c1, k1 = conv.convert_groups(_single(slot.source.value))
-                c, k = _broadcast(c1, n), np.full(n, k1[0])
-            else:
-                c, k = conv.convert_groups(_series(df, slot))
-            problems.add(c.bad_pos, _label(slot), "error", c.bad_reason)
-            _null_policy(spec, slot, c, problems)
-            total += k
-            content |= c.present
-            gparts.append(_part(slot, c, n))
-        too_many = np.flatnonzero(total > MAX_GROUPS)
-        problems.add(
-            too_many,
-            ", ".join(_label(s) for s in spec.groups),
-            "error",
-            [f"{int(total[p])} groups in one row; Amplitude allows at most {MAX_GROUPS}"
-             for p in too_many],
-        )
-        top.append(("groups", gparts))
-
-    # ---- row states
-    state = np.full(n, VALID, dtype=np.int8)
-    state[problems.error_positions()] = INVALID
-    reason = problems.first_error_reason(n)
-    skipped = (state == VALID) & ~content
-    state[skipped] = SKIPPED
-    reason[skipped] = "nothing to send: no property, field or group value in this row"
-
-    # ---- warnings on rows that will be sent
-    valid = state == VALID
-    for pos, label in long_strings:
-        problems.add(
-            pos[valid[pos]],
-            label,
-            "warning",
-            "string longer than 1024 characters; Amplitude truncates it",
-        )
-    all_valid = bool(valid.all())
-    sent: dict[str, Ids] = {}  # the ids as sent: code -1 on rows that are not valid
-    for key, slot in (("user_id", spec.user_id), ("device_id", spec.device_id)):
-        column = id_columns.get(key)
-        if column is None:
-            sent[key] = Ids.none(n)
-            continue
-        sent[key] = Ids(column.codes if all_valid else np.where(valid, column.codes, -1),
-                        column.distinct)
-        _warn_busy_ids(key, sent[key], slot, problems)
-    user, device = sent["user_id"], sent["device_id"]
-    payload = conv.try_arrow(_assemble_arrow, top, valid, n) if conv.arrow_enabled() else None
-    if payload is None:
-        payload = TextPayloads(_assemble(top, valid, n))
-    return Plan.from_parts(
-        index=df.index,
-        state=state,
-        payload=payload,
-        user_id=user,
-        device_id=device,
-        idempotent=~non_idempotent,
-        reason=reason,
-        problems=problems.frame(df.index),
-    )
 
 
 def _single(value: Any) -> pd.Series:
@@ -605,36 +177,374 @@ def _single(value: Any) -> pd.Series:
     return pd.Series(cell, dtype=object)
 
 
-def _null_policy(
-    spec: IdentifySpec, slot: Slot, c: conv.Converted, problems: _Problems
-) -> None:
-    if spec.nulls == "error" and c.missing.any():
-        problems.add(
-            np.flatnonzero(c.missing),
-            _label(slot),
-            "error",
-            "missing value (nulls='error'); fill it, drop the row, or use nulls='skip'",
+def _column(df: pd.DataFrame, slot: Slot) -> pd.Series:
+    """The slot's column, or a one-cell Series holding its literal value."""
+    if isinstance(slot.source, Literal):
+        return _single(slot.source.value)
+    return df.iloc[:, df.columns.get_loc(slot.source)]
+
+
+def _part(slot: Slot, c: Converted, **options: Any) -> Part:
+    """A literal whose value converted cleanly becomes a constant part."""
+    if slot.is_literal and len(c.missing) and not len(c.bad_pos) and not c.missing[0]:
+        text = c.json_at(0)
+        if text is not None:
+            return Part(slot.key, _label(slot), const=text, **options)
+    return Part(slot.key, _label(slot), conv=c, **options)
+
+
+# --------------------------------------------------------------------------------------------
+# ids
+
+
+@dataclass
+class _IdTraits:
+    """Per distinct id: its length in characters and what Amplitude (or the user) would mind."""
+
+    lengths: np.ndarray
+    rejected: np.ndarray  # on Amplitude's list (compared case-insensitively)
+    blank: np.ndarray  # empty or only whitespace
+    padded: np.ndarray  # leading or trailing whitespace around something
+
+
+_LONGEST_REJECTED = max(map(len, REJECTED_IDS))
+
+
+def _id_traits(distinct: pa.Array) -> _IdTraits:
+    """Rejected ids compare case-insensitively with Python's ``str.lower``; for ASCII ids Arrow's
+    ``ascii_lower`` is the same thing, for the (rare) others Python lowers them (the Kelvin sign
+    lowers to "k", so "UNKNOWN" spelled with it is rejected too). Whitespace is Python's
+    ``str.isspace``: Arrow finds the ids whose first or last character may be one (not a
+    printable ASCII character), and Python decides for those.
+    """
+    k = len(distinct)
+    lengths = pc.utf8_length(distinct).to_numpy().astype(np.int64)
+    short = lengths <= _LONGEST_REJECTED
+    ascii_ = np.asarray(pc.string_is_ascii(distinct).to_numpy(zero_copy_only=False), dtype=bool)
+    rejected = np.asarray(
+        pc.is_in(
+            pc.ascii_lower(distinct),
+            value_set=pa.array(sorted(REJECTED_IDS), type=distinct.type),
+        ).to_numpy(zero_copy_only=False),
+        dtype=bool,
+    ) & short
+    others = np.flatnonzero(short & ~ascii_)
+    if len(others):
+        lowered = pd.Series(_take(distinct, others), dtype=object).str.lower()
+        rejected[others] = lowered.isin(REJECTED_IDS).to_numpy()
+    edge = np.zeros(k, dtype=bool)
+    for end in (pc.utf8_slice_codeunits(distinct, 0, 1), pc.utf8_slice_codeunits(distinct, -1)):
+        outside = pc.or_(pc.less_equal(end, arrow_literal(" ")),
+                         pc.greater_equal(end, arrow_literal("\x7f")))
+        edge |= np.asarray(outside.to_numpy(zero_copy_only=False), dtype=bool)
+    blank = np.zeros(k, dtype=bool)
+    padded = np.zeros(k, dtype=bool)
+    candidates = np.flatnonzero(edge)
+    for i, text in zip(candidates.tolist(), _take(distinct, candidates), strict=True):
+        stripped = text.strip()
+        blank[i] = not stripped
+        padded[i] = bool(stripped) and stripped != text
+    return _IdTraits(lengths, rejected & ~blank, blank, padded)
+
+
+def _take(distinct: pa.Array, at: np.ndarray) -> list[str]:
+    return distinct.take(pa.array(at, type=pa.int64())).to_pylist()
+
+
+_ID_RULES = (
+    ("blank", "{arg} is empty or only whitespace, which is no id; fill it or drop the row"),
+    ("rejected", "{arg} {v} is on Amplitude's list of rejected ids; fix or drop the row"),
+    ("too_short", f"{{arg}} {{v}} is shorter than {MIN_ID_LENGTH} characters, which Amplitude "
+                  "rejects; fix or drop the row"),
+    ("too_long", f"{{arg}} is longer than {MAX_ID_LENGTH} characters ({{k}}), which Amplitude "
+                 "rejects; shorten or drop it"),
+)
+_LONG = (
+    f"string longer than {MAX_STRING_LENGTH} characters; Amplitude truncates it, so shorten it "
+    "to keep it all"
+)
+_PADDED = (
+    "{arg} {v} has leading or trailing whitespace, so Amplitude takes it for another id than "
+    "the same text without it; strip the column (e.g. with .str.strip()) unless that is meant"
+)
+
+
+# --------------------------------------------------------------------------------------------
+# the build
+
+
+class _Build:
+    """One build: the frame, the mapping, and what has been found so far, row by row."""
+
+    def __init__(self, df: pd.DataFrame, spec: IdentifySpec) -> None:
+        self.df = df
+        self.spec = spec
+        self.n = len(df)
+        self.problems = _Problems()
+        #: rows with something to send besides one id
+        self.content = np.zeros(self.n, dtype=bool)
+        self.non_idempotent = np.zeros(self.n, dtype=bool)
+        #: warnings that concern only rows that will be sent: (positions, column, message, kind)
+        self.pending: list[tuple[np.ndarray, str, list[str] | str, list[str] | str]] = []
+        self.ids: dict[str, IdColumn] = {}
+
+    def plan(self) -> Plan:
+        section: Section = [*self.id_parts(), *self.field_parts()]
+        properties = self.user_properties()
+        if properties:
+            section.append(("user_properties", properties))
+        groups = self.group_parts()
+        if groups:
+            section.append(("groups", groups))
+        state, reason = self.row_states()
+        payload = self.payloads(section, state, reason)
+        valid = state == VALID
+        for pos, column, message, kind in self.pending:
+            keep = valid[pos]
+            self.problems.add(pos[keep], column, "warning", _pick(message, keep), _pick(kind, keep))
+        user, device = (self.sent_ids(key, slot, valid) for key, slot in
+                        (("user_id", self.spec.user_id), ("device_id", self.spec.device_id)))
+        return Plan.from_parts(
+            index=self.df.index,
+            state=state,
+            payload=payload,
+            user_id=user,
+            device_id=device,
+            idempotent=~self.non_idempotent,
+            reason=reason,
+            problems=self.problems.frame(self.df.index),
         )
 
+    def convert(self, slot: Slot, converter: Callable[[pd.Series], Converted]) -> Converted:
+        """The slot's column converted (a literal converted once and repeated)."""
+        c = converter(_column(self.df, slot))
+        return c.broadcast(self.n) if slot.is_literal else c
 
-def _warn_busy_ids(key: str, ids: Ids, slot: Slot | None, problems: _Problems) -> None:
-    """Warn on rows past the 1800th of one id."""
-    codes = ids.codes
-    has = codes >= 0
-    if not has.any():
-        return
-    counts = np.bincount(codes[has])
-    if counts.max() <= MAX_UPDATES_PER_HOUR:
-        return
-    rank = pd.Series(codes).groupby(codes).cumcount().to_numpy()
-    over = np.flatnonzero(has & (rank >= MAX_UPDATES_PER_HOUR))
-    problems.add(
-        over,
-        _label(slot) if slot else key,
-        "warning",
-        [
-            f"{key} {v!r} has more than {MAX_UPDATES_PER_HOUR} identifications in this "
-            "frame; Amplitude drops updates past 1800 per user per hour"
-            for v in ids[over]
-        ],
-    )
+    # ---- ids
+
+    def id_parts(self) -> list[Part]:
+        """``user_id`` and ``device_id``: converted, checked; an error where neither is usable."""
+        parts = []
+        usable_any = np.zeros(self.n, dtype=bool)
+        both = np.ones(self.n, dtype=bool)
+        for slot in (self.spec.user_id, self.spec.device_id):
+            if slot is None:
+                both[:] = False
+                continue
+            ids = convert_ids(_column(self.df, slot))
+            if slot.is_literal:
+                ids = ids.broadcast(self.n)
+            usable = self.check_ids(ids, slot.key, _label(slot))
+            if not usable.all():
+                ids.keep(usable)
+            self.ids[slot.key] = ids
+            usable_any |= usable
+            both &= usable
+            parts.append(Part(slot.key, _label(slot), conv=ids.conv))
+        self.content |= both  # both ids and nothing else: the row links a device to a user
+        no_id = np.flatnonzero(~usable_any)
+        if len(no_id):
+            fresh = np.setdiff1d(no_id, self.problems.error_positions(), assume_unique=True)
+            cols = [_label(s) for s in (self.spec.user_id, self.spec.device_id) if s is not None]
+            self.problems.add(
+                fresh,
+                cols[0],
+                "error",
+                "no usable id: " + " and ".join(f"{c!r}" for c in cols) + " missing in this row"
+                "; fill one of them or drop the row",
+            )
+        return parts
+
+    def check_ids(self, ids: IdColumn, arg: str, label: str) -> np.ndarray:
+        """Amplitude's id rules, checked once per distinct id; returns a mask of usable rows."""
+        self.problems.add_bad(ids.conv, label)
+        usable = ids.codes >= 0
+        if not ids.n_unique or not usable.any():
+            return usable
+        traits = _id_traits(ids.distinct)
+        masks = {
+            "blank": traits.blank,
+            "rejected": traits.rejected,
+            "too_short": (traits.lengths < MIN_ID_LENGTH) & ~traits.rejected & ~traits.blank,
+            "too_long": traits.lengths > MAX_ID_LENGTH,
+        }
+        codes = np.where(usable, ids.codes, ids.n_unique)  # -1 -> an extra "fine" slot
+
+        def rows_of(mask: np.ndarray) -> np.ndarray:
+            return np.flatnonzero(np.append(mask, False)[codes])
+
+        for name, template in _ID_RULES:
+            p = rows_of(masks[name])
+            if len(p):
+                messages, kind = _id_messages(template, arg, ids.unique_at(ids.codes[p]))
+                self.problems.add(p, label, "error", messages, kind)
+                usable[p] = False
+        p = rows_of(traits.padded)
+        if len(p):
+            messages, kind = _id_messages(_PADDED, arg, ids.unique_at(ids.codes[p]))
+            self.pending.append((p, label, messages, kind))
+        return usable
+
+    def sent_ids(self, key: str, slot: Slot | None, valid: np.ndarray) -> Ids:
+        """The ids as sent (code -1 on rows that are not valid), and the busy-id warning."""
+        column = self.ids.get(key)
+        if column is None:
+            return Ids.none(self.n)
+        codes = column.codes if valid.all() else np.where(valid, column.codes, -1)
+        ids = Ids(codes, column.distinct)
+        self.warn_busy(key, ids, _label(slot) if slot is not None else key)
+        return ids
+
+    def warn_busy(self, key: str, ids: Ids, label: str) -> None:
+        """Warn on rows past the 1800th of one id."""
+        codes = ids.codes
+        has = codes >= 0
+        if not has.any():
+            return
+        if np.bincount(codes[has]).max() <= MAX_UPDATES_PER_HOUR:
+            return
+        rank = pd.Series(codes).groupby(codes).cumcount().to_numpy()
+        over = np.flatnonzero(has & (rank >= MAX_UPDATES_PER_HOUR))
+        template = (
+            f"{key} {{v}} has more than {MAX_UPDATES_PER_HOUR} identifications in this frame; "
+            f"Amplitude drops updates past {MAX_UPDATES_PER_HOUR} per user per hour, so spread "
+            "them over hours or combine them"
+        )
+        self.problems.add(
+            over, label, "warning",
+            [template.format(v=repr(v)) for v in ids[over]], template.format(v=VALUE),
+        )
+
+    # ---- fields, user properties, groups
+
+    def field_parts(self) -> list[Part]:
+        parts = []
+        for slot in self.spec.fields:
+            c = self.convert(slot, convert_field)
+            self.problems.add_bad(c, _label(slot))
+            self.null_policy(slot, c)
+            self.content |= c.present
+            parts.append(_part(slot, c))
+        return parts
+
+    def user_properties(self) -> Section:
+        """One ``(operation, parts)`` per operation, then ``$unset``."""
+        properties: Section = []
+        unset: list[Part] = []
+        for op, slots in self.spec.operations:
+            parts = []
+            numeric = op == "$add"
+            for slot in slots:
+                c = self.convert(slot, _values_converter(numeric))
+                label = _label(slot)
+                self.problems.add_bad(c, label)
+                if len(c.long_pos):
+                    self.pending.append((c.long_pos, label, _LONG, _LONG))
+                if self.spec.nulls == "unset" and op in ("$set", "$setOnce") and c.missing.any():
+                    unset.append(self.unset_where_missing(slot, c))
+                else:
+                    self.null_policy(slot, c)
+                present = c.present
+                self.content |= present
+                if op in NON_IDEMPOTENT_OPERATIONS:
+                    self.non_idempotent |= present
+                parts.append(_part(slot, c))
+            properties.append((op, parts))
+        for name in self.spec.unset:
+            unset.append(Part(name, repr(name), const=f'"{UNSET_VALUE}"'))
+            self.content[:] = True
+        if unset:
+            properties.append((UNSET, unset))
+        return properties
+
+    def unset_where_missing(self, slot: Slot, c: Converted) -> Part:
+        """``nulls="unset"``: ``$unset`` the property on the rows where its value is missing."""
+        self.content |= c.missing
+        text = pc.if_else(pa.array(c.missing), arrow_literal(UNSET_VALUE), arrow_literal(None))
+        none = np.empty(0, dtype=np.int64)
+        conv = Converted(text, ~c.missing, none, [], none, quoted=True)
+        return Part(slot.key, _label(slot), conv=conv, optional=True)
+
+    def group_parts(self) -> list[Part]:
+        parts: list[Part] = []
+        if not self.spec.groups:
+            return parts
+        total = np.zeros(self.n, dtype=np.int64)
+        for slot in self.spec.groups:
+            c, k = convert_groups(_column(self.df, slot))
+            if slot.is_literal:
+                c, k = c.broadcast(self.n), np.full(self.n, k[0])
+            self.problems.add_bad(c, _label(slot))
+            self.null_policy(slot, c)
+            total += k
+            self.content |= c.present
+            parts.append(_part(slot, c))
+        too_many = np.flatnonzero(total > MAX_GROUPS)
+        template = f"{{k}} groups in one row; Amplitude allows at most {MAX_GROUPS}, so split them"
+        self.problems.add(
+            too_many,
+            ", ".join(_label(s) for s in self.spec.groups),
+            "error",
+            [template.format(k=int(total[p])) for p in too_many],
+            template.format(k=VALUE),
+        )
+        return parts
+
+    def null_policy(self, slot: Slot, c: Converted) -> None:
+        if self.spec.nulls == "error" and c.missing.any():
+            self.problems.add(
+                np.flatnonzero(c.missing),
+                _label(slot),
+                "error",
+                "missing value (nulls='error'); fill it, drop the row, or use nulls='skip'",
+            )
+
+    # ---- rows
+
+    def row_states(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's state, and for the rows not sent, why."""
+        state = np.full(self.n, VALID, dtype=np.int8)
+        state[self.problems.error_positions()] = INVALID
+        reason = self.problems.first_error_reason(self.n)
+        skipped = (state == VALID) & ~self.content
+        state[skipped] = SKIPPED
+        reason[skipped] = "nothing to send: no property, field or group value in this row"
+        return state, reason
+
+    def payloads(self, section: Section, state: np.ndarray, reason: np.ndarray) -> ArrowPayloads:
+        """The valid rows' payloads; a row too large for a request of its own becomes invalid
+        (``state`` and ``reason`` updated in place)."""
+        payload = assemble(section, state == VALID)
+        over = np.flatnonzero(payload.nbytes > MAX_IDENTIFICATION_BYTES)
+        if not len(over):
+            return payload
+        template = (
+            "the identification is {size} bytes, more than one request can carry "
+            f"({MAX_IDENTIFICATION_BYTES:,} bytes within Amplitude's 1 MB limit); this value "
+            "makes {part} of them: shorten or drop it"
+        )
+        for p in over.tolist():
+            part, size = largest_part(section, p)
+            message = template.format(size=f"{int(payload.nbytes[p]):,}", part=f"{size:,}")
+            kind = template.format(size=VALUE, part=VALUE)
+            self.problems.add(np.array([p]), part.label, "error", message, kind)
+            where = part.label if part.label.startswith("literal(") else f"column {part.label!r}"
+            reason[p] = f"{where}: {message}"
+        state[over] = INVALID
+        return payload.without(over)
+
+
+def _values_converter(numeric_only: bool) -> Callable[[pd.Series], Converted]:
+    return lambda series: convert_values(series, numeric_only=numeric_only)
+
+
+def _id_messages(template: str, arg: str, values: np.ndarray) -> tuple[list[str], str]:
+    """Per row: the message with its id (its length for long ids); and the kind."""
+    messages = [template.format(arg=arg, v=repr(v), k=len(v)) for v in values]
+    return messages, template.format(arg=arg, v=VALUE, k=VALUE)
+
+
+def _pick(value: list[str] | str, keep: np.ndarray) -> list[str] | str:
+    if isinstance(value, str):
+        return value
+    return [v for v, k in zip(value, keep.tolist(), strict=True) if k]

@@ -1,229 +1,224 @@
 """Cells to JSON text: the type rules, applied a whole column at a time.
 
-Every converter returns a :class:`Converted`: per row the JSON text of the value (``None`` where
-the cell is missing or bad), a mask of missing cells, and the rows whose value has no JSON form
-with the reason. Common dtypes (numbers, booleans, strings, datetimes, categoricals) are converted
-with vectorised numpy/pandas operations; object columns fall back to a per-cell walk that handles
-lists, dicts, Decimals, dates and mixed types.
-
-When pyarrow is importable (see :func:`arrow_enabled`), strings, integers, booleans, datetimes and
-categoricals of them are converted with ``pyarrow.compute`` instead, into Arrow string arrays that
-``_build`` joins into whole identifications in C: no Python object is made per cell. Both paths
-produce the same text, byte for byte (``tests/test_build_paths.py`` compares them).
+Every converter returns a :class:`Converted`: per row the JSON text of the value as an Arrow
+``large_string`` array (null where the cell is missing or bad), a mask of missing cells, and the
+rows whose value has no JSON form with the reason. Strings, integers, booleans, datetimes and
+categoricals of them are converted by ``pyarrow.compute`` and numpy, with no Python object per
+cell; floats by ``repr`` (the shortest text that reads back as the same double); object columns
+by a cell-by-cell walk (:func:`json_text`) that handles lists, dicts, Decimals, dates and mixed
+types.
 
 The rules (also in the README):
 
 - numpy and pandas nullable ints, floats and bools become JSON numbers and booleans;
 - ``Timestamp``/``datetime64``/``datetime`` become ``YYYY-MM-DDTHH:MM:SS`` (UTC for tz-aware
   values; fractional seconds only when non-zero), ``date`` becomes ``YYYY-MM-DD``;
-- categoricals become their category values, ``Decimal`` a number, list/tuple/set/ndarray cells
-  arrays and dict cells objects (nesting limited);
-- None, NaN, NaT and pd.NA are *missing* (the caller's ``nulls`` policy decides);
-- ±inf, bytes, timedeltas and values with no JSON form are *bad*: the row becomes invalid.
+- categoricals become their category values, ``Decimal`` a number, list/tuple/set cells arrays,
+  ndarray cells arrays of their own shape (a 0-d array is its scalar), dict cells objects
+  (nesting limited);
+- None, NaN, NaT and pd.NA are *missing* (the caller's ``nulls`` policy decides); inside a list
+  or dict they are ``null``;
+- ±inf, numbers with no finite double form, bytes, timedeltas, strings with no UTF-8 form (lone
+  surrogates) and values with no JSON form are *bad*: the row becomes invalid.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from json.encoder import encode_basestring  # C-accelerated; keeps non-ASCII as UTF-8
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
-
-if TYPE_CHECKING:  # pyarrow is optional: imported at run time only inside the Arrow helpers
-    import pyarrow as pa
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._amplitude import MAX_STRING_LENGTH, MAX_USER_PROPERTIES_DEPTH
+from ._payloads import arrow_literal
 
 __all__ = [
     "Converted",
     "BadValue",
     "MAX_VALUE_DEPTH",
+    "MAX_EXACT_FLOAT_ID",
+    "NOT_UTF8",
+    "VALUE",
     "convert_values",
     "convert_ids",
     "convert_field",
     "convert_groups",
     "json_text",
+    "is_missing",
     "IdColumn",
-    "arrow_enabled",
-    "USE_ARROW",
-    "arrow_literal",
-    "try_arrow",
-    "arrow_to_objects",
+    "describe",
 ]
 
 #: Amplitude limits ``user_properties`` to 40 levels; ``{"$set": {"p": value}}`` uses two.
 MAX_VALUE_DEPTH = MAX_USER_PROPERTIES_DEPTH - 2
 LONG_STRING = MAX_STRING_LENGTH
+#: Whole floats below this magnitude are exact; from 2**53 on, neighbouring integers share a
+#: double, so a float id there may be another user's id rounded.
+MAX_EXACT_FLOAT_ID = 2**53
 _TOO_DEEP = (
-    f"nesting deeper than {MAX_VALUE_DEPTH} levels; Amplitude allows {MAX_USER_PROPERTIES_DEPTH}"
+    f"nesting deeper than {MAX_VALUE_DEPTH} levels (Amplitude allows {MAX_USER_PROPERTIES_DEPTH}, "
+    "the operation's two included); flatten the value"
 )
+NOT_UTF8 = (
+    "string is not valid Unicode (a lone surrogate, e.g. from decoding with "
+    "'surrogateescape'), so it cannot be sent as UTF-8; clean the column first"
+)
+#: Stands for the cell's value in a problem's ``kind`` (its message without the value).
+VALUE = "<value>"
 
 
 class BadValue(Exception):
-    """A cell that has no JSON form; the message says why and what to do."""
+    """A cell that has no JSON form; the message says why and what to do.
+
+    ``kind`` is the message without the cell's value, so that problems group by kind.
+
+    Examples
+    --------
+    >>> err = BadValue.of("{value} has no JSON form; convert it", 1j)
+    >>> str(err), err.kind
+    ('complex 1j has no JSON form; convert it', '<value> has no JSON form; convert it')
+    """
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = message if kind is None else kind
+
+    @classmethod
+    def of(cls, template: str, value: Any) -> BadValue:
+        """A BadValue whose message is ``template`` with ``{value}`` the described value."""
+        return cls(template.replace("{value}", describe(value)), template.replace("{value}", VALUE))
+
+
+def describe(value: Any) -> str:
+    """``type plain-repr`` of a value, short: ``float 1e+20``, ``Timestamp ...`` (numpy scalars
+    shown as the Python value they hold, not as ``np.float64(...)``)."""
+    shown = value.item() if isinstance(value, np.generic) and value.dtype.kind in "biufc" else value
+    text = repr(shown)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+_NO_POS = np.empty(0, dtype=np.int64)
+
+
+def _valid_mask(arr: pa.Array) -> np.ndarray:
+    return np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 @dataclass(eq=False)
 class Converted:
     """One column converted: JSON text per row plus what went wrong where.
 
-    The text is held either as a numpy object array (``text``) or, on the Arrow path, as an Arrow
-    ``large_string`` array (``arrow``) with the same contents (null where ``text`` is None). The
-    other form is made on first use only: a million small ``str`` objects cost more than
-    converting the column did, and the Arrow path of ``_build`` never needs them.
+    The text is an Arrow ``large_string`` array, null where the cell is missing or bad:
+    ``_build`` joins such arrays into whole identifications in C, and no Python string is made
+    per cell.
     """
 
-    _text: np.ndarray | None  # object: JSON text, or None where missing/bad
+    arrow: pa.Array  # large_string: JSON text, null where missing or bad
     missing: np.ndarray  # bool
     bad_pos: np.ndarray  # int64 positions of bad cells
     bad_reason: list[str]  # one per bad position
     long_pos: np.ndarray  # positions holding a string over 1024 characters (warning)
-    #: True when ``text`` holds the (already escaped) contents of JSON strings without their
+    #: True when the text holds the (already escaped) contents of JSON strings without their
     #: quotes: the payload template adds the quotes, which saves a pass over every cell.
     quoted: bool = False
-    arrow: pa.Array | None = None  # the same text as an Arrow large_string array
+    #: Per bad position, its reason without the cell's value (None: the reasons themselves).
+    bad_kind: list[str] | None = field(default=None)
 
-    def __post_init__(self) -> None:
-        if self._text is None and self.arrow is None:
-            raise ValueError("Converted needs its text as a numpy array or an Arrow array")
-
-    @property
-    def text(self) -> np.ndarray:
-        """JSON text per row (object array, None where absent), made from ``arrow`` if needed."""
-        if self._text is None:
-            self._text = arrow_to_objects(self.arrow)
-        return self._text
+    @classmethod
+    def from_objects(
+        cls,
+        text: np.ndarray,
+        missing: np.ndarray,
+        bad_pos: np.ndarray = _NO_POS,
+        bad_reason: list[str] | None = None,
+        long_pos: np.ndarray = _NO_POS,
+        *,
+        quoted: bool = False,
+        bad_kind: list[str] | None = None,
+    ) -> Converted:
+        """From an object array of ``str`` (None where missing or bad); every ``str`` must have
+        a UTF-8 form (the converters make lone surrogates bad before they get here)."""
+        return cls(
+            pa.array(text, type=pa.large_string(), from_pandas=True),
+            missing,
+            bad_pos,
+            [] if bad_reason is None else bad_reason,
+            long_pos,
+            quoted,
+            bad_kind,
+        )
 
     @property
     def present(self) -> np.ndarray:
-        """Bool mask of rows that have text (neither missing nor bad), without making strings."""
-        if self._text is None:
-            return _arrow_valid(self.arrow)
-        return np.not_equal(self._text, None)
+        """Bool mask of rows that have text (neither missing nor bad)."""
+        return _valid_mask(self.arrow)
 
-    def to_arrow(self) -> pa.Array | None:
-        """The text as an Arrow large_string array, or None when Arrow cannot hold it.
-
-        Python strings may hold lone surrogates, which have no UTF-8 form; such columns keep the
-        Python path.
-        """
-        if self.arrow is None:
-            self.arrow = _objects_to_arrow(self._text)
-        return self.arrow
+    @property
+    def kinds(self) -> list[str]:
+        """Per bad position, the reason without the cell's value."""
+        return self.bad_reason if self.bad_kind is None else self.bad_kind
 
     def keep(self, rows: np.ndarray) -> None:
         """Drop the text of rows outside the bool mask ``rows`` (e.g. ids that are unusable)."""
-        if self._text is not None:
-            self._text = np.where(rows, self._text, None)
-        if self.arrow is not None:
-            self.arrow = _arrow_where(rows, self.arrow)
+        self.arrow = pc.if_else(pa.array(rows, type=pa.bool_()), self.arrow, arrow_literal(None))
 
     def json_at(self, position: int) -> str | None:
         """One row's JSON text (quotes added when ``quoted``), None where absent."""
-        text = self.text[position] if self._text is not None else self.arrow[position].as_py()
+        text = self.arrow[position].as_py()
         if text is None or not self.quoted:
-            return text  # type: ignore[no-any-return]
+            return text
         return '"' + text + '"'
 
+    def broadcast(self, n: int) -> Converted:
+        """This one-row conversion (a literal) repeated for ``n`` rows."""
+        bad = bool(len(self.bad_pos))
+        return Converted(
+            pa.repeat(self.arrow[0], n) if n else self.arrow[:0],
+            missing=np.full(n, bool(self.missing[0])),
+            bad_pos=np.arange(n, dtype=np.int64) if bad else _NO_POS,
+            bad_reason=self.bad_reason * n if bad else [],
+            long_pos=np.arange(n, dtype=np.int64) if len(self.long_pos) else _NO_POS,
+            quoted=self.quoted,
+            bad_kind=self.kinds * n if bad else None,
+        )
+
     @classmethod
-    def empty(cls, n: int) -> Converted:
+    def bad_where(cls, present: np.ndarray, missing: np.ndarray, reason: str) -> Converted:
+        """Every ``present`` row bad for one reason (a whole column with no JSON form)."""
+        bad_pos = np.flatnonzero(present)
         return cls(
-            np.full(n, None, dtype=object),
-            missing=np.ones(n, dtype=bool),
-            bad_pos=np.empty(0, dtype=np.int64),
-            bad_reason=[],
-            long_pos=np.empty(0, dtype=np.int64),
+            pa.nulls(len(present), pa.large_string()),
+            missing,
+            bad_pos,
+            [reason] * len(bad_pos),
+            _NO_POS,
         )
 
 
-_NO_POS = np.empty(0, dtype=np.int64)
-
-
 # --------------------------------------------------------------------------------------------
-# Arrow: the same rules computed by pyarrow.compute, when pyarrow is importable
-
-#: Use pyarrow when it is importable (None), never (False), or always (True: fails without it).
-#: Tests set it to False to compare the pure-Python path with the Arrow one.
-USE_ARROW: bool | None = None
-#: The oldest pyarrow whose compute functions the Arrow path has been checked against.
-MIN_PYARROW = (15, 0)
-_ARROW_IMPORTED: bool | None = None  # None: not tried yet
+# strings
 
 
-def arrow_enabled() -> bool:
-    """True when conversion and assembly should use pyarrow (imported here on first call).
-
-    pyarrow is not a dependency of amp_pandas: pandas 3 installs usually have it (their string
-    columns are Arrow arrays already), pandas 2 installs may not.
-    """
-    global _ARROW_IMPORTED
-    if USE_ARROW is False:
-        return False
-    if _ARROW_IMPORTED is None:
-        try:
-            import pyarrow
-            import pyarrow.compute
-
-            version = tuple(int(x) for x in pyarrow.__version__.split(".")[:2])
-            _ARROW_IMPORTED = version >= MIN_PYARROW
-        except (ImportError, ValueError):
-            _ARROW_IMPORTED = False
-    if USE_ARROW and not _ARROW_IMPORTED:
-        raise ImportError(f"USE_ARROW=True needs pyarrow>={'.'.join(map(str, MIN_PYARROW))}")
-    return _ARROW_IMPORTED
-
-
-def try_arrow(convert: Callable[..., Any], *args: Any) -> Any:
-    """``convert(*args)``, or None (meaning: take the Python path) when this pyarrow lacks a
-    kernel it uses. The Arrow path is checked against pyarrow 15 and 26; this keeps another
-    version working, just slower, rather than failing."""
-    import pyarrow as pa
-
-    try:
-        return convert(*args)
-    except pa.ArrowNotImplementedError:
-        return None
-
-
-def arrow_literal(text: str | None) -> pa.Scalar:
-    """A ``large_string`` scalar: Arrow's string kernels want one string type for all inputs."""
-    import pyarrow as pa
-
-    return pa.scalar(text, pa.large_string())
-
-
-def arrow_to_objects(arr: pa.Array) -> np.ndarray:
-    """An Arrow string array as a numpy object array of ``str`` (None where null)."""
-    out = arr.to_numpy(zero_copy_only=False)
-    return out if out.dtype == object else out.astype(object)
-
-
-def _arrow_valid(arr: pa.Array) -> np.ndarray:
-    import pyarrow.compute as pc
-
-    return np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _objects_to_arrow(text: np.ndarray | None) -> pa.Array | None:
-    import pyarrow as pa
-
-    try:
-        return pa.array(text, type=pa.large_string())
-    except (pa.ArrowException, UnicodeError, TypeError, ValueError):
-        return None  # lone surrogates, or something else that is not a str
-
-
-def _arrow_where(rows: np.ndarray, arr: pa.Array) -> pa.Array:
-    """``arr`` where the bool mask ``rows`` is set, null elsewhere."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pc.if_else(pa.array(rows, type=pa.bool_()), arr, arrow_literal(None))
+def _is_arrow_string_dtype(dtype: Any) -> bool:
+    """True for pandas string columns whose values already live in Arrow (``str`` in pandas 3,
+    ``string[pyarrow]``, ``string[pyarrow_numpy]`` in pandas 2)."""
+    if isinstance(dtype, pd.StringDtype):
+        return dtype.storage in ("pyarrow", "pyarrow_numpy")
+    if isinstance(dtype, pd.ArrowDtype):
+        return pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(
+            dtype.pyarrow_dtype
+        )
+    return False
 
 
 def _large_strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -232,39 +227,44 @@ def _large_strings(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     ``large_string`` everywhere: ``binary_join_element_wise`` wants one string type for all its
     arguments, and 64-bit offsets never overflow however long the column's text is.
     """
-    import pyarrow as pa
-
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     return arr.cast(pa.large_string())
 
 
-def _is_arrow_string_dtype(dtype: Any) -> bool:
-    """True for pandas string columns whose values already live in Arrow (``str`` in pandas 3,
-    ``string[pyarrow_numpy]`` in pandas 2 with ``future.infer_string``)."""
-    if isinstance(dtype, pd.StringDtype):
-        return dtype.storage in ("pyarrow", "pyarrow_numpy")
-    if isinstance(dtype, pd.ArrowDtype):
-        import pyarrow as pa
-
-        return pa.types.is_string(dtype.pyarrow_dtype) or pa.types.is_large_string(
-            dtype.pyarrow_dtype
-        )
-    return False
-
-
-def _arrow_strings(series: pd.Series) -> pa.Array | None:
-    """The strings of a string column as Arrow (null where missing); None if Arrow cannot hold
-    them (an object column with lone surrogates)."""
-    import pyarrow as pa
-
-    if _is_arrow_string_dtype(series.dtype):
-        return _large_strings(pa.array(series.array))
-    values = series.to_numpy(dtype=object)
+def _is_utf8(text: str) -> bool:
+    """False for a str holding a lone surrogate (it has no UTF-8 form). O(1) for ASCII."""
+    if text.isascii():
+        return True
     try:
-        return pa.array(values, type=pa.large_string(), mask=series.isna().to_numpy())
-    except (pa.ArrowException, UnicodeError, TypeError, ValueError):
-        return None
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_utf8_positions(values: np.ndarray) -> np.ndarray:
+    """Positions (into ``values``, all str) of the strings that cannot be encoded as UTF-8."""
+    return np.asarray([i for i, v in enumerate(values) if not _is_utf8(v)], dtype=np.int64)
+
+
+def _arrow_strings(series: pd.Series) -> tuple[pa.Array, np.ndarray]:
+    """A string column as Arrow (null where missing), and the positions of strings with no
+    UTF-8 form (lone surrogates, possible in object columns only), which are null too."""
+    if _is_arrow_string_dtype(series.dtype):
+        return _large_strings(pa.array(series.array)), _NO_POS
+    values = series.to_numpy(dtype=object, na_value=None)
+    missing = series.isna().to_numpy()
+    try:
+        return pa.array(values, type=pa.large_string(), mask=missing), _NO_POS
+    except (pa.ArrowException, UnicodeError):
+        present = np.flatnonzero(~missing)
+        bad = present[_not_utf8_positions(values[present])]
+        values = values.copy()
+        values[bad] = None
+        missing = missing.copy()
+        missing[bad] = True
+        return pa.array(values, type=pa.large_string(), mask=missing), bad
 
 
 #: Bytes that JSON strings must escape. In UTF-8 every byte of a multi-byte character is >= 0x80,
@@ -301,8 +301,6 @@ def _escape_arrow(arr: pa.Array) -> pa.Array:
     Most columns need no escaping at all, which a byte scan proves in a few milliseconds; for the
     others, one literal replace per character that occurs.
     """
-    import pyarrow.compute as pc
-
     special = _special_bytes(arr)
     # The backslash first: the other escapes add backslashes that must stay single.
     for byte in sorted(special, key=lambda b: b != 0x5C):
@@ -312,8 +310,6 @@ def _escape_arrow(arr: pa.Array) -> pa.Array:
 
 def _arrow_long_positions(arr: pa.Array) -> np.ndarray:
     """Positions of strings over ``LONG_STRING`` characters (byte lengths rule most out)."""
-    import pyarrow.compute as pc
-
     if len(arr) == 0:
         return _NO_POS
     longest = pc.max(pc.binary_length(arr)).as_py()
@@ -323,32 +319,33 @@ def _arrow_long_positions(arr: pa.Array) -> np.ndarray:
     return np.flatnonzero(chars > LONG_STRING)
 
 
-def _arrow_string_values(arr: pa.Array) -> Converted:
-    """A string column (Arrow, null where missing) as quoted-by-template JSON text."""
+def _string_values(series: pd.Series) -> Converted:
+    """A string column as quoted-by-template JSON text; lone surrogates are bad."""
+    strings, bad = _arrow_strings(series)
+    missing = ~_valid_mask(strings)
+    missing[bad] = False
     return Converted(
-        None,
-        ~_arrow_valid(arr),
-        _NO_POS,
-        [],
-        _arrow_long_positions(arr),
+        _escape_arrow(strings),
+        missing,
+        bad,
+        [NOT_UTF8] * len(bad),
+        _arrow_long_positions(strings),
         quoted=True,
-        arrow=_escape_arrow(arr),
     )
 
 
 def _arrow_from_numpy(values: np.ndarray, missing: np.ndarray) -> pa.Array:
-    import pyarrow as pa
-
     return pa.array(values, mask=missing if missing.any() else None)
 
 
-def _arrow_int_text(values: np.ndarray, missing: np.ndarray) -> pa.Array:
+def _int_text(values: np.ndarray, missing: np.ndarray) -> pa.Array:
     """``str(int)`` in C: Arrow's integer-to-string cast writes plain decimal digits."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     return pc.cast(_arrow_from_numpy(values, missing), pa.large_string())
 
+
+
+# --------------------------------------------------------------------------------------------
+# datetimes
 
 _TIME_OF_DAY_BYTES: np.ndarray | None = None
 
@@ -374,7 +371,6 @@ def _fixed_width_strings(items: np.ndarray, present: np.ndarray) -> pa.Array:
     items are the data buffer. The validity bitmap is borrowed from a boolean Arrow array, which
     stores its values as exactly such a bitmap.
     """
-    import pyarrow as pa
 
     n, width = len(items), items.dtype.itemsize
     offsets = np.arange(0, width * (n + 1), width, dtype=np.int64)
@@ -389,17 +385,17 @@ _UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _DATETIME_BLOCK = 1 << 16
 
 
-def _arrow_datetime_text(values: np.ndarray, missing: np.ndarray) -> pa.Array | None:
-    """datetime64 values to the ISO text of :func:`_datetime_text`, with integer arithmetic.
+def _datetime_text(values: np.ndarray, missing: np.ndarray) -> pa.Array:
+    """datetime64 values to the ISO text of :func:`iso_datetime`, with integer arithmetic.
 
     ``pc.strftime`` costs ~2 µs a value here. Instead the days the column spans are formatted
-    once by numpy (as the Python path does), and each row's ``YYYY-MM-DDTHH:MM:SS`` is gathered
+    once by numpy, and each row's ``YYYY-MM-DDTHH:MM:SS`` is gathered
     as 11 + 8 bytes from that table and a table of the 86,400 times of day, straight into the
     buffer of the Arrow array. A fraction is joined on only where one exists.
     """
     per = _UNITS_PER_SECOND.get(np.datetime_data(values.dtype)[0])
-    if per is None:
-        return None
+    if per is None:  # a coarser numpy unit than pandas makes (days, hours...): exact in seconds
+        values, per = values.astype("datetime64[s]"), 1
     present = ~missing
     raw = values.view(np.int64)
     if missing.any():
@@ -442,9 +438,7 @@ def _arrow_datetime_text(values: np.ndarray, missing: np.ndarray) -> pa.Array | 
 def _arrow_sparse_datetime_text(
     raw: np.ndarray, per: int, present: np.ndarray, missing: np.ndarray
 ) -> pa.Array:
-    """:func:`_arrow_datetime_text` for dates far apart or outside years 0000-9999."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    """:func:`_datetime_text` for dates far apart or outside years 0000-9999."""
 
     secs, sub = np.divmod(raw, per)
     days, time_of_day = np.divmod(secs, 86_400)
@@ -461,8 +455,6 @@ def _arrow_sparse_datetime_text(
 
 def _with_fractions(text: pa.Array, raw: np.ndarray, per: int, pos: np.ndarray) -> pa.Array:
     """Append ``.digits`` (nanoseconds, trailing zeros stripped) to the rows at ``pos``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     if not len(pos):
         return text
@@ -481,57 +473,34 @@ def _with_fractions(text: pa.Array, raw: np.ndarray, per: int, pos: np.ndarray) 
     return pc.binary_join_element_wise(text, suffix, arrow_literal(""))
 
 
-def _arrow_values(series: pd.Series, numeric_only: bool) -> Converted | None:
-    """:func:`convert_values` in C for strings, ints, bools and datetimes; None for the rest."""
-    import pyarrow.compute as pc
-
-    dtype = series.dtype
-    if _is_arrow_string_dtype(dtype):
-        return None if numeric_only else _arrow_string_values(_arrow_strings(series))
-    if pd.api.types.is_float_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
-        return None  # repr(float) has no Arrow twin; timedeltas are bad anyway
-    kind, values, missing = _as_values(series)
-    if kind == "int":
-        return Converted(
-            None, missing, _NO_POS, [], _NO_POS, arrow=_arrow_int_text(values, missing)
-        )
-    if numeric_only:
-        return None
-    if kind == "string":
-        strings = _arrow_strings(series)
-        return None if strings is None else _arrow_string_values(strings)
-    if kind == "bool":
-        text = pc.if_else(
-            _arrow_from_numpy(values, missing), arrow_literal("true"), arrow_literal("false")
-        )
-        return Converted(None, missing, _NO_POS, [], _NO_POS, arrow=text)
-    if kind == "datetime":
-        text = _arrow_datetime_text(values, missing)
-        if text is None:
-            return None
-        return Converted(None, missing, _NO_POS, [], _NO_POS, quoted=True, arrow=text)
-    return None
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
-
 
 # --------------------------------------------------------------------------------------------
 # scalars (object columns and literals)
 
 
+def _unwrap(value: Any) -> Any:
+    """A 0-d ndarray is the scalar it holds (``value[()]`` keeps numpy's type)."""
+    while isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return value
+
+
 def is_missing(value: Any) -> bool:
-    """True for None, NaN, NaT and pd.NA (not for containers)."""
+    """True for None, NaN, NaT, pd.NA and Decimal NaN (not for containers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_missing(np.nan), is_missing(np.array(np.nan)), is_missing([np.nan])
+    (True, True, False)
+    """
+    value = _unwrap(value)
     if value is None or value is pd.NA or value is pd.NaT:
         return True
-    if isinstance(value, float):
-        return value != value
-    if isinstance(value, (np.floating, np.datetime64, np.timedelta64)):
-        return bool(np.isnat(value)) if not isinstance(value, np.floating) else value != value
+    if isinstance(value, (float, np.floating)):
+        return bool(value != value)
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(value))
     if isinstance(value, Decimal):
         return value.is_nan()
     return False
@@ -540,7 +509,7 @@ def is_missing(value: Any) -> bool:
 def iso_datetime(value: dt.datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SS[.ffffff]`` in UTC for aware values; no fraction when it is zero."""
     if value.tzinfo is not None and value.utcoffset() is not None:
-        value = value.astimezone(dt.timezone.utc)
+        value = value.astimezone(dt.UTC)
     text = value.strftime("%Y-%m-%dT%H:%M:%S") if value.year >= 1000 else value.isoformat()[:19]
     nanos = getattr(value, "nanosecond", 0)
     if value.microsecond or nanos:
@@ -549,28 +518,13 @@ def iso_datetime(value: dt.datetime) -> str:
     return text
 
 
-NOT_UTF8 = (
-    "string is not valid Unicode (a lone surrogate, e.g. from decoding with "
-    "'surrogateescape'), so it cannot be sent as UTF-8; clean the column first"
-)
+_NOT_A_NUMBER = "{value} is not a valid JSON number (no finite double holds it); replace or drop it"
 
 
-def _is_utf8(text: str) -> bool:
-    """False for a str holding a lone surrogate (it has no UTF-8 form). O(1) for ASCII."""
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _not_utf8_positions(values: np.ndarray) -> np.ndarray:
-    """Positions (into ``values``, all str) of the strings that cannot be encoded as UTF-8."""
-    return np.asarray(
-        [i for i, v in enumerate(values) if not _is_utf8(v)], dtype=np.int64
-    )
+def _check_utf8(value: str) -> str:
+    if not _is_utf8(value):
+        raise BadValue(NOT_UTF8)
+    return value
 
 
 def json_text(value: Any, depth: int = 0) -> str:
@@ -583,42 +537,55 @@ def json_text(value: Any, depth: int = 0) -> str:
     >>> import numpy as np, pandas as pd
     >>> json_text([np.int64(3), True, pd.Timestamp("2024-05-01 12:00", tz="Europe/Paris")])
     '[3,true,"2024-05-01T10:00:00"]'
+    >>> json_text({"a": [np.nan, None], "m": np.array([[1, 2], [3, 4]])})
+    '{"a":[null,null],"m":[[1,2],[3,4]]}'
     """
     if isinstance(value, str):
-        if not _is_utf8(value):
-            raise BadValue(NOT_UTF8)
-        return encode_basestring(value)
+        return encode_basestring(_check_utf8(value))
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (dt.timedelta, np.timedelta64)):  # before ints: numpy's is one
-        raise BadValue(
-            "a timedelta has no JSON form; convert it, e.g. with .dt.total_seconds()"
-        )
+        if isinstance(value, np.timedelta64) and np.isnat(value):
+            return "null"
+        raise BadValue("a timedelta has no JSON form; convert it, e.g. with .dt.total_seconds()")
     if isinstance(value, (int, np.integer)):
-        return str(int(value))
+        number = int(value)
+        if number.bit_length() > 1000:  # near the largest double: does it have a finite one?
+            try:
+                float(number)
+            except OverflowError:
+                raise BadValue.of(_NOT_A_NUMBER, value) from None
+        return str(number)
     if isinstance(value, (float, np.floating)):
         f = float(value)
         if math.isfinite(f):
             return repr(f)
         if f != f:
             return "null"
-        raise BadValue(f"{f} is not a valid JSON number; replace or drop it")
+        raise BadValue.of(_NOT_A_NUMBER, value)
     if value is None or value is pd.NA or value is pd.NaT:
         return "null"
     if isinstance(value, Decimal):
-        if value.is_finite():
-            return str(value)
         if value.is_nan():
             return "null"
-        raise BadValue(f"Decimal {value} is not a valid JSON number; replace or drop it")
+        if value.is_finite() and math.isfinite(float(value)):
+            return str(value)
+        raise BadValue.of(_NOT_A_NUMBER, value)
     if isinstance(value, np.datetime64):
         if np.isnat(value):
             return "null"
-        value = pd.Timestamp(value)
+        try:
+            value = pd.Timestamp(value)
+        except (ValueError, OverflowError):
+            raise BadValue.of(
+                "{value} is outside the dates pandas can hold; convert it", value
+            ) from None
     if isinstance(value, dt.datetime):  # includes pd.Timestamp
         return '"' + iso_datetime(value) + '"'
     if isinstance(value, dt.date):
         return '"' + value.isoformat() + '"'
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return json_text(value[()], depth)
     if isinstance(value, (list, tuple, set, frozenset, np.ndarray, pd.Series, pd.Index)):
         if depth >= MAX_VALUE_DEPTH:
             raise BadValue(_TOO_DEEP)
@@ -628,8 +595,6 @@ def json_text(value: Any, depth: int = 0) -> str:
                 items = sorted(value)
             except TypeError:
                 items = list(value)
-        elif isinstance(value, (np.ndarray, pd.Series, pd.Index)):
-            items = list(np.asarray(value).ravel()) if np.ndim(value) != 1 else list(value)
         return "[" + ",".join([json_text(v, depth + 1) for v in items]) + "]"
     if isinstance(value, dict):
         if depth >= MAX_VALUE_DEPTH:
@@ -637,44 +602,66 @@ def json_text(value: Any, depth: int = 0) -> str:
         parts = []
         for k, v in value.items():
             if isinstance(k, bool) or not isinstance(k, (str, int, float, np.integer)):
-                raise BadValue(f"dict keys must be strings, got {_describe(k)}")
+                raise BadValue.of("dict keys must be strings, got {value}; convert the keys", k)
             parts.append(json_text(str(k)) + ":" + json_text(v, depth + 1))
         return "{" + ",".join(parts) + "}"
     if isinstance(value, (bytes, bytearray, memoryview)):
         raise BadValue("bytes have no JSON form; decode them first, e.g. .str.decode('utf-8')")
-    raise BadValue(f"{_describe(value)} has no JSON form; convert the column first")
+    raise BadValue.of("{value} has no JSON form; convert the column first", value)
 
 
-def _walk(values: np.ndarray, fn: Callable[[Any], str | None]) -> Converted:
-    """Convert cell by cell: ``fn`` returns JSON text, None for missing, or raises BadValue."""
+@dataclass
+class _Walked:
+    """What a cell-by-cell walk found: text (object, None where missing or bad) and problems."""
+
+    text: np.ndarray
+    missing: np.ndarray
+    bad_pos: np.ndarray
+    bad_reason: list[str]
+    bad_kind: list[str]
+    long_pos: np.ndarray
+
+    def converted(self, *, quoted: bool = False) -> Converted:
+        return Converted.from_objects(
+            self.text, self.missing, self.bad_pos, self.bad_reason, self.long_pos,
+            quoted=quoted, bad_kind=self.bad_kind,
+        )
+
+
+def _walk(values: np.ndarray, fn: Callable[[Any], str]) -> _Walked:
+    """Convert cell by cell: ``fn`` returns text or raises BadValue; missing cells are skipped."""
     n = len(values)
     text = np.full(n, None, dtype=object)
     missing = np.zeros(n, dtype=bool)
     bad_pos: list[int] = []
     bad_reason: list[str] = []
+    bad_kind: list[str] = []
     long_pos: list[int] = []
     for i, v in enumerate(values):
         if is_missing(v):
             missing[i] = True
             continue
         try:
-            t = fn(v)
+            t = fn(_unwrap(v))
         except BadValue as exc:
             bad_pos.append(i)
             bad_reason.append(str(exc))
+            bad_kind.append(exc.kind)
             continue
         except RecursionError:
             bad_pos.append(i)
             bad_reason.append(_TOO_DEEP)
+            bad_kind.append(_TOO_DEEP)
             continue
         text[i] = t
         if isinstance(v, str) and len(v) > LONG_STRING:
             long_pos.append(i)
-    return Converted(
+    return _Walked(
         text,
         missing,
         np.asarray(bad_pos, dtype=np.int64),
         bad_reason,
+        bad_kind,
         np.asarray(long_pos, dtype=np.int64),
     )
 
@@ -693,9 +680,8 @@ def _as_values(series: pd.Series) -> tuple[str, np.ndarray, np.ndarray]:
     if pd.api.types.is_bool_dtype(dtype):
         return "bool", series.to_numpy(dtype=bool, na_value=False), missing
     if pd.api.types.is_integer_dtype(dtype):
-        return "int", series.to_numpy(dtype=np.int64 if dtype.kind == "i" or
-                                      str(dtype).startswith("Int") else np.uint64,
-                                      na_value=0), missing
+        signed = dtype.kind == "i" or str(dtype).startswith("Int")
+        return "int", series.to_numpy(dtype=np.int64 if signed else np.uint64, na_value=0), missing
     if pd.api.types.is_float_dtype(dtype):
         return "float", series.to_numpy(dtype=np.float64, na_value=np.nan), missing
     if isinstance(dtype, pd.DatetimeTZDtype):
@@ -714,235 +700,161 @@ def _as_values(series: pd.Series) -> tuple[str, np.ndarray, np.ndarray]:
     return "object", values, missing
 
 
-_TIME_OF_DAY: np.ndarray | None = None
-
-
-def _time_of_day_table() -> np.ndarray:
-    """``"HH:MM:SS"`` for every second of a day (built once, 86,400 short strings)."""
-    global _TIME_OF_DAY
-    if _TIME_OF_DAY is None:
-        _TIME_OF_DAY = np.array(
-            [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60) for s in range(60)],
-            dtype=object,
-        )
-    return _TIME_OF_DAY
-
-
-def _datetime_text(values: np.ndarray) -> np.ndarray:
-    """datetime64 values (no NaT) to ISO text, seconds precision unless a fraction exists.
-
-    ``np.datetime_as_string`` costs ~0.9 µs a value; formatting each distinct day once and
-    looking the time of day up in a table costs a tenth of that.
-    """
-    unit = np.datetime_data(values.dtype)[0]
-    per = _UNITS_PER_SECOND.get(unit)
-    if per is None:  # not a pandas unit: let numpy round to seconds
-        seconds = values.astype("datetime64[s]")
-        secs = seconds.astype(np.int64)
-        frac = values != seconds.astype(values.dtype)
-    else:
-        # Integer floor division, not ``astype("datetime64[s]")``: numpy's cast overflows for
-        # nanosecond values in the first second after pandas' minimum (1677-09-21 00:12:44
-        # became 2262-04-11) and took them for fractional.
-        secs, sub = np.divmod(values.view(np.int64), per)
-        frac = sub != 0
-    days = np.floor_divide(secs, 86_400)
-    codes, uniq = pd.factorize(days)
-    day_text = np.datetime_as_string(uniq.astype("datetime64[D]")).astype(object) + "T"
-    out = day_text[codes] + _time_of_day_table()[secs - days * 86_400]
-    if frac.any():
-        fine = "ns" if unit == "ns" else "us" if unit in ("us", "ms", "s") else unit
-        texts = np.datetime_as_string(values[frac], unit=fine)
-        out[frac] = [t.rstrip("0") for t in texts]
-    return out
-
-
-_ESCAPE_PATTERN = r'["\\\x00-\x1f]'
-
-
-def _needs_no_escaping(series: pd.Series, present: np.ndarray) -> bool:
-    """True when no string of a column needs JSON escaping (checked in C for Arrow strings).
-
-    Only Arrow-backed string columns are checked (one vectorised regex); other columns are
-    escaped cell by cell, which is as fast as checking them.
-    """
-    if not (isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow"):
-        return False
-    if not present.any():
-        return True
-    try:
-        return not bool(series.str.contains(_ESCAPE_PATTERN, regex=True).fillna(False).any())
-    except Exception:  # pragma: no cover - a regex engine that rejects the class: be safe
-        return False
+def _float_text(values: np.ndarray, missing: np.ndarray) -> Converted:
+    """``repr`` of each finite double (the shortest text that reads back exactly); ±inf bad."""
+    present = ~missing
+    finite = np.isfinite(values)
+    ok = present & finite
+    text = np.full(len(values), None, dtype=object)
+    text[ok] = list(map(repr, values[ok].tolist()))
+    bad = np.flatnonzero(present & ~finite)
+    reasons = [_NOT_A_NUMBER.replace("{value}", f"float {values[p]}") for p in bad]
+    kinds = [_NOT_A_NUMBER.replace("{value}", VALUE)] * len(bad)
+    return Converted.from_objects(text, missing, bad, reasons, bad_kind=kinds)
 
 
 def _categorical_values(series: pd.Series, numeric_only: bool) -> Converted:
     """Convert the categories once, then take each row's text by its code."""
-    n = len(series)
     cats = convert_values(pd.Series(series.cat.categories), numeric_only=numeric_only)
     k = len(cats.missing)
     codes = series.cat.codes.to_numpy()
     has = codes >= 0
+    safe = np.where(has, codes, k)
     bad_cat = np.zeros(k + 1, dtype=bool)
     bad_cat[cats.bad_pos] = True
-    reason_of = dict(zip(cats.bad_pos.tolist(), cats.bad_reason))
-    bad_pos = np.flatnonzero(has & bad_cat[np.where(has, codes, k)])
+    reasons = zip(cats.bad_reason, cats.kinds, strict=True)
+    reason_of = dict(zip(cats.bad_pos.tolist(), reasons, strict=True))
+    bad_pos = np.flatnonzero(bad_cat[safe])
     long_cat = np.zeros(k + 1, dtype=bool)
     long_cat[cats.long_pos] = True
-    long_pos = np.flatnonzero(has & long_cat[np.where(has, codes, k)])
-    reasons = [reason_of[int(codes[p])] for p in bad_pos]
-    cat_arrow = cats.to_arrow() if arrow_enabled() else None
-    if cat_arrow is not None:
-        import pyarrow.compute as pc
-
-        arrow = try_arrow(pc.take, cat_arrow, _arrow_from_numpy(codes, ~has))
-        if arrow is not None:
-            return Converted(
-                None, ~has, bad_pos, reasons, long_pos, quoted=cats.quoted, arrow=arrow
-            )
-    text = np.full(n, None, dtype=object)
-    text[has] = cats.text[codes[has]]
-    return Converted(text, ~has, bad_pos, reasons, long_pos, quoted=cats.quoted)
+    long_pos = np.flatnonzero(long_cat[safe])
+    found = [reason_of[int(codes[p])] for p in bad_pos]
+    return Converted(
+        pc.take(cats.arrow, _arrow_from_numpy(codes, ~has)),
+        ~has,
+        bad_pos,
+        [r for r, _ in found],
+        long_pos,
+        quoted=cats.quoted,
+        bad_kind=[kind for _, kind in found],
+    )
 
 
-def convert_values(series: pd.Series, *, numeric_only: bool = False, column: str = "") -> Converted:
+def _not_numeric(missing: np.ndarray, kind: str) -> Converted:
+    return Converted.bad_where(
+        ~missing,
+        missing,
+        f"$add needs a number, got {kind}; convert the column, e.g. with pd.to_numeric",
+    )
+
+
+def convert_values(series: pd.Series, *, numeric_only: bool = False) -> Converted:
     """Convert a column of property values to JSON text (``numeric_only`` for ``$add``)."""
-    n = len(series)
-    if isinstance(series.dtype, pd.CategoricalDtype):
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
         return _categorical_values(series, numeric_only)
-    if arrow_enabled():
-        fast = try_arrow(_arrow_values, series, numeric_only)
-        if fast is not None:
-            return fast
-    kind, values, missing = _as_values(series)
-    present = ~missing
-    text = np.full(n, None, dtype=object)
-    if kind == "bool":
-        if numeric_only:
-            return _not_numeric(n, missing, "bool")
-        text[present] = np.where(values[present], "true", "false").astype(object)
-        return Converted(text, missing, _NO_POS, [], _NO_POS)
-    if kind == "int":
-        text[present] = list(map(str, values[present].tolist()))
-        return Converted(text, missing, _NO_POS, [], _NO_POS)
-    if kind == "float":
-        finite = np.isfinite(values)
-        ok = present & finite
-        text[ok] = list(map(repr, values[ok].tolist()))
-        bad = np.flatnonzero(present & ~finite)
-        reasons = [
-            f"{values[p]} is not a valid JSON number; replace or drop it" for p in bad
-        ]
-        return Converted(text, missing, bad, reasons, _NO_POS)
-    if kind == "datetime":
-        if numeric_only:
-            return _not_numeric(n, missing, "datetime")
-        if present.any():
-            text[present] = _datetime_text(values[present])
-        return Converted(text, missing, _NO_POS, [], _NO_POS, quoted=True)
-    if kind == "string":
-        if numeric_only:
-            return _not_numeric(n, missing, "str")
-        vals = values[present]
-        quoted = _needs_no_escaping(series, present)
-        text[present] = vals if quoted else list(map(encode_basestring, vals))
-        lengths = np.fromiter(map(len, vals), dtype=np.int64, count=len(vals))
-        long_pos = np.flatnonzero(present)[lengths > LONG_STRING]
-        bad = np.flatnonzero(present)[_not_utf8_positions(vals)]
-        text[bad] = None
-        return Converted(
-            text, missing, bad, [NOT_UTF8] * len(bad), long_pos, quoted=quoted
+    if _is_arrow_string_dtype(dtype):
+        return _not_numeric(series.isna().to_numpy(), "str") if numeric_only else \
+            _string_values(series)
+    if pd.api.types.is_timedelta64_dtype(dtype):
+        missing = series.isna().to_numpy()
+        return Converted.bad_where(
+            ~missing, missing,
+            "a timedelta has no JSON form; convert it, e.g. with .dt.total_seconds()",
         )
-    if pd.api.types.is_timedelta64_dtype(series.dtype):
-        conv = Converted.empty(n)
-        conv.missing = missing
-        conv.bad_pos = np.flatnonzero(present)
-        conv.bad_reason = [
-            "a timedelta has no JSON form; convert it, e.g. with .dt.total_seconds()"
-        ] * len(conv.bad_pos)
-        return conv
-    fn = _number_text if numeric_only else json_text
-    return _walk(values, fn)
-
-
-def _not_numeric(n: int, missing: np.ndarray, kind: str) -> Converted:
-    conv = Converted.empty(n)
-    conv.missing = missing
-    conv.bad_pos = np.flatnonzero(~missing)
-    conv.bad_reason = [
-        f"$add needs a number, got {kind}; convert the column, e.g. with pd.to_numeric"
-    ] * len(conv.bad_pos)
-    return conv
+    kind, values, missing = _as_values(series)
+    if kind == "int":
+        return Converted(_int_text(values, missing), missing, _NO_POS, [], _NO_POS)
+    if kind == "float":
+        return _float_text(values, missing)
+    if kind == "object":
+        walked = _walk(values, _number_text if numeric_only else json_text)
+        return walked.converted()
+    if numeric_only:
+        return _not_numeric(missing, {"bool": "bool", "datetime": "datetime"}.get(kind, "str"))
+    if kind == "bool":
+        text = pc.if_else(
+            _arrow_from_numpy(values, missing), arrow_literal("true"), arrow_literal("false")
+        )
+        return Converted(text, missing, _NO_POS, [], _NO_POS)
+    if kind == "datetime":
+        return Converted(
+            _datetime_text(values, missing), missing, _NO_POS, [], _NO_POS, quoted=True
+        )
+    return _string_values(series)  # kind == "string"
 
 
 def _number_text(value: Any) -> str:
     if isinstance(value, (bool, np.bool_)) or not isinstance(
         value, (int, float, Decimal, np.integer, np.floating)
     ):
-        raise BadValue(
-            f"$add needs a number, got {_describe(value)}; convert the column, "
-            "e.g. with pd.to_numeric"
+        raise BadValue.of(
+            "$add needs a number, got {value}; convert the column, e.g. with pd.to_numeric",
+            value,
         )
     return json_text(value)
 
 
 # --------------------------------------------------------------------------------------------
-# ids, fields, groups: strings
+# ids
+
+
+_FLOAT_ID_NOT_WHOLE = (
+    "an id must be a string or a whole number, got {value}; read the column as integers or text"
+)
+_FLOAT_ID_INEXACT = (
+    "id {value} is a float of 2**53 or more, where a float cannot hold every whole number (it "
+    "may be another user's id, rounded); read the column as integers or text, e.g. with "
+    "dtype=str or dtype='Int64' when reading the file"
+)
+
+
+_NOT_AN_ID = "an id must be a string or an integer, got {value}; convert the column"
 
 
 def _id_string(value: Any) -> str:
+    """An id cell as the id's text; raises BadValue."""
     if isinstance(value, str):
-        if not _is_utf8(value):
-            raise BadValue(NOT_UTF8)
-        return value
+        return _check_utf8(value)
     if isinstance(value, (bool, np.bool_, np.timedelta64)):  # numpy's timedelta is an integer
-        raise BadValue(f"an id must be a string or an integer, got {_describe(value)}")
+        raise BadValue.of(_NOT_AN_ID, value)
     if isinstance(value, (int, np.integer)):
         return str(int(value))
-    if isinstance(value, (float, np.floating, Decimal)):
+    if isinstance(value, Decimal):
+        if value.is_finite() and value == value.to_integral_value():
+            return str(int(value))  # exact: a Decimal holds every digit
+        raise BadValue.of(_FLOAT_ID_NOT_WHOLE, value)
+    if isinstance(value, (float, np.floating)):
         f = float(value)
-        if math.isfinite(f) and f == int(f):
-            return str(int(f))
-        raise BadValue(f"an id must be a string or a whole number, got {_describe(value)}")
-    raise BadValue(f"an id must be a string or an integer, got {_describe(value)}")
+        if not (math.isfinite(f) and f == int(f)):
+            raise BadValue.of(_FLOAT_ID_NOT_WHOLE, value)
+        if abs(f) >= MAX_EXACT_FLOAT_ID:
+            raise BadValue.of(_FLOAT_ID_INEXACT, value)
+        return str(int(f))
+    raise BadValue.of(_NOT_AN_ID, value)
 
 
 @dataclass(eq=False)
 class IdColumn:
     """A column of ids, converted and factorized once.
 
-    Equal ids share a code, numbered by first appearance; the distinct ids are held once, as a
-    numpy object array (``uniques``) or, on the Arrow path, as Arrow strings (``unique_arrow``)
-    only. The id checks run on the distinct ids, and the busy-id warning and the lanes reuse the
-    codes, so the strings are hashed a single time.
+    Equal ids share a code, numbered by first appearance; the distinct ids are held once, as an
+    Arrow ``large_string`` array. The id checks run on the distinct ids, and the busy-id warning
+    and the lanes reuse the codes, so the strings are hashed a single time.
     """
 
     codes: np.ndarray  # int64 per row: index into the distinct ids, -1 where missing or bad
-    uniques: np.ndarray | None  # object: the distinct ids as ``str`` (None: see unique_arrow)
+    distinct: pa.Array  # large_string: the distinct ids
     conv: Converted  # the JSON text of each id, for the payload
-    unique_arrow: pa.Array | None = None  # the distinct ids as Arrow strings
-
-    def __post_init__(self) -> None:
-        if self.uniques is None and self.unique_arrow is None:
-            raise ValueError("IdColumn needs its distinct ids as a numpy or an Arrow array")
 
     @property
     def n_unique(self) -> int:
-        return len(self.uniques if self.uniques is not None else self.unique_arrow)
-
-    @property
-    def distinct(self) -> Any:
-        """The distinct ids in whichever form they are held (numpy object or Arrow array)."""
-        return self.uniques if self.uniques is not None else self.unique_arrow
+        return len(self.distinct)
 
     def unique_at(self, codes: np.ndarray) -> np.ndarray:
         """The distinct ids numbered ``codes`` (all >= 0), as an object array of ``str``."""
-        if self.uniques is not None:
-            return self.uniques[codes]
-        import pyarrow as pa
-
         out = np.empty(len(codes), dtype=object)
-        out[:] = self.unique_arrow.take(pa.array(codes, type=pa.int64())).to_pylist()
+        out[:] = self.distinct.take(pa.array(codes, type=pa.int64())).to_pylist()
         return out
 
     def keep(self, rows: np.ndarray) -> None:
@@ -952,104 +864,77 @@ class IdColumn:
 
     def broadcast(self, n: int) -> IdColumn:
         """A one-row column (a literal id) repeated for ``n`` rows."""
-        first = self.conv
-        bad = bool(len(first.bad_pos))
-        return IdColumn(
-            codes=np.full(n, self.codes[0], dtype=np.int64),
-            uniques=self.uniques,
-            conv=Converted(
-                np.full(n, first.text[0], dtype=object),
-                missing=np.full(n, bool(first.missing[0])),
-                bad_pos=np.arange(n, dtype=np.int64) if bad else first.bad_pos,
-                bad_reason=first.bad_reason * n if bad else [],
-                long_pos=first.long_pos[:0],
-                quoted=first.quoted,
-            ),
-            unique_arrow=self.unique_arrow,
-        )
+        conv = self.conv.broadcast(n)
+        conv.long_pos = _NO_POS
+        return IdColumn(np.full(n, self.codes[0], dtype=np.int64), self.distinct, conv)
 
 
 def convert_ids(series: pd.Series) -> IdColumn:
-    """Ids to Python strings (``12345`` and ``12345.0`` become ``"12345"``), factorized.
+    """Ids to strings (``12345`` and ``12345.0`` become ``"12345"``), factorized.
 
-    ``conv.text`` holds the JSON text of each id (``None`` where missing or bad).
+    ``conv`` holds the JSON text of each id (without its quotes; null where missing or bad).
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(object).where(series.notna(), None)
-    if arrow_enabled():
-        fast = try_arrow(_arrow_ids, series)
-        if fast is not None:
-            return fast
-    n = len(series)
+    if _is_arrow_string_dtype(series.dtype):
+        strings, bad = _arrow_strings(series)
+        return _string_ids(strings, bad, [NOT_UTF8] * len(bad), None)
     kind, values, missing = _as_values(series)
-    present = ~missing
-    strings = np.full(n, None, dtype=object)
-    bad_pos: np.ndarray = _NO_POS
-    bad_reason: list[str] = []
-    if kind == "string":
-        strings[present] = values[present]
-        bad_pos = np.flatnonzero(present)[_not_utf8_positions(values[present])]
-        bad_reason = [NOT_UTF8] * len(bad_pos)
-        strings[bad_pos] = None
-    elif kind == "int":
-        strings[present] = list(map(str, values[present].tolist()))
-    elif kind == "float":
-        v = values
-        whole = present & np.isfinite(v) & (np.floor(np.where(present, v, 0)) == v)
-        # int() of a whole float is exact; astype(int64) would wrap 1e20 round to another id
-        strings[whole] = list(map(str, map(int, v[whole].tolist())))
-        bad_pos = np.flatnonzero(present & ~whole)
-        bad_reason = [
-            f"an id must be a string or a whole number, got float {v[p]!r}" for p in bad_pos
-        ]
-    else:
-        conv = _walk(values if kind == "object" else series.to_numpy(dtype=object), _id_string)
-        strings = conv.text  # _walk stored the id strings themselves
-        missing, bad_pos, bad_reason = conv.missing, conv.bad_pos, conv.bad_reason
-    text = np.full(n, None, dtype=object)
-    ok = np.flatnonzero(np.not_equal(strings, None))
-    quoted = kind == "int" or (kind == "string" and _needs_no_escaping(series, ~missing))
-    text[ok] = strings[ok] if quoted else list(map(encode_basestring, strings[ok]))
-    codes, uniques = pd.factorize(strings, use_na_sentinel=True)
-    return IdColumn(
-        codes=codes.astype(np.int64, copy=False),
-        uniques=np.asarray(uniques, dtype=object),
-        conv=Converted(text, missing, bad_pos, bad_reason, _NO_POS, quoted=quoted),
-    )
-
-
-def _arrow_ids(series: pd.Series) -> IdColumn | None:
-    """:func:`convert_ids` for string and integer columns, factorized by Arrow; else None."""
-
-    dtype = series.dtype
-    if _is_arrow_string_dtype(dtype):
-        kind, values, missing = "string", None, None
-    elif pd.api.types.is_float_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
-        return None
-    else:
-        kind, values, missing = _as_values(series)
     if kind == "int":
-        assert values is not None and missing is not None
-        present = ~missing
-        codes = np.full(len(values), -1, dtype=np.int64)
-        present_codes, distinct = pd.factorize(values[present])
-        codes[present] = present_codes
-        uniques = np.empty(len(distinct), dtype=object)
-        uniques[:] = list(map(str, distinct.tolist()))
-        text = _arrow_int_text(values, missing)
-        return IdColumn(
-            codes, uniques, Converted(None, missing, _NO_POS, [], _NO_POS, True, arrow=text)
-        )
-    if kind != "string":
-        return None
-    strings = _arrow_strings(series)
-    if strings is None:
-        return None
-    codes, distinct = _factorize_strings(strings)
-    conv = Converted(
-        None, codes < 0, _NO_POS, [], _NO_POS, quoted=True, arrow=_escape_arrow(strings)
+        return _int_ids(values, missing)
+    if kind == "string":
+        strings, bad = _arrow_strings(series)
+        return _string_ids(strings, bad, [NOT_UTF8] * len(bad), None)
+    if kind == "float":
+        walked = _float_ids(values, missing)
+    else:
+        walked = _walk(values if kind == "object" else series.to_numpy(dtype=object), _id_string)
+    strings = pa.array(walked.text, type=pa.large_string(), from_pandas=True)
+    return _string_ids(strings, walked.bad_pos, walked.bad_reason, walked.bad_kind)
+
+
+def _int_ids(values: np.ndarray, missing: np.ndarray) -> IdColumn:
+    present = ~missing
+    codes = np.full(len(values), -1, dtype=np.int64)
+    present_codes, distinct = pd.factorize(values[present])
+    codes[present] = present_codes
+    text = _int_text(values, missing)
+    distinct_text = pc.cast(pa.array(np.asarray(distinct)), pa.large_string())
+    return IdColumn(codes, distinct_text, Converted(text, missing, _NO_POS, [], _NO_POS, True))
+
+
+def _float_ids(values: np.ndarray, missing: np.ndarray) -> _Walked:
+    """Whole floats below 2**53 are exact ids; other floats are bad (NaN is missing)."""
+    present = ~missing
+    v = np.where(present, values, 0.0)
+    whole = present & np.isfinite(v) & (np.floor(v) == v)
+    exact = whole & (np.abs(v) < MAX_EXACT_FLOAT_ID)
+    strings = np.full(len(values), None, dtype=object)
+    strings[exact] = list(map(str, map(int, v[exact].tolist())))
+    bad_pos = np.flatnonzero(present & ~exact)
+    templates = [_FLOAT_ID_INEXACT if whole[p] else _FLOAT_ID_NOT_WHOLE for p in bad_pos]
+    return _Walked(
+        strings,
+        missing,
+        bad_pos,
+        [t.replace("{value}", f"float {values[p]!r}")
+         for t, p in zip(templates, bad_pos, strict=True)],
+        [t.replace("{value}", VALUE) for t in templates],
+        _NO_POS,
     )
-    return IdColumn(codes, None, conv, unique_arrow=distinct)
+
+
+def _string_ids(
+    strings: pa.Array, bad_pos: np.ndarray, bad_reason: list[str], bad_kind: list[str] | None
+) -> IdColumn:
+    """Ids held as Arrow strings (null where missing or bad), factorized by Arrow."""
+    codes, distinct = _factorize_strings(strings)
+    missing = codes < 0
+    missing[bad_pos] = False
+    conv = Converted(
+        _escape_arrow(strings), missing, bad_pos, bad_reason, _NO_POS, True, bad_kind
+    )
+    return IdColumn(codes, distinct, conv)
 
 
 def _factorize_strings(strings: pa.Array) -> tuple[np.ndarray, pa.Array]:
@@ -1060,8 +945,6 @@ def _factorize_strings(strings: pa.Array) -> tuple[np.ndarray, pa.Array]:
     are hashed as fixed-size binary values, ~40% faster than as strings; others as strings with
     32-bit offsets, ~25% faster than with 64-bit ones.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
     width = _uniform_byte_width(strings)
     if width is not None:
@@ -1106,29 +989,34 @@ def _uniform_byte_width(strings: pa.Array) -> int | None:
     return width
 
 
+
+# --------------------------------------------------------------------------------------------
+# fields and groups: strings
+
+
 def _field_text(value: Any) -> str:
     if isinstance(value, str):
-        return encode_basestring(value)
+        return encode_basestring(_check_utf8(value))
     if isinstance(value, (bool, np.bool_)):
         return '"true"' if value else '"false"'
     if isinstance(value, (int, float, Decimal, np.integer, np.floating, dt.date, np.datetime64)):
         inner = json_text(value)
         return inner if inner.startswith('"') else '"' + inner + '"'
-    raise BadValue(f"a top-level field must be a single value, got {_describe(value)}")
+    raise BadValue.of(
+        "a top-level field must be a single value, got {value}; convert the column", value
+    )
 
 
 def convert_field(series: pd.Series) -> Converted:
     """Top-level fields are strings in Amplitude: scalars become their text."""
-    conv = convert_values(series)
-    # Fast dtypes give JSON scalars; turn numbers/booleans into JSON strings.
     kind = _kind_of(series)
     if kind in ("bool", "int", "float"):
+        conv = convert_values(series)
         conv.quoted = True  # 12 -> "12": the template quotes them
         return conv
     if kind in ("string", "datetime"):
-        return conv
-    values = series.to_numpy(dtype=object)
-    return _walk(values, _field_text)
+        return convert_values(series)
+    return _walk(series.to_numpy(dtype=object), _field_text).converted()
 
 
 def _kind_of(series: pd.Series) -> str:
@@ -1148,15 +1036,21 @@ def _kind_of(series: pd.Series) -> str:
     return "object"
 
 
+_GROUP_LISTS = (list, tuple, set, frozenset, np.ndarray)
+
+
 def _group_text(value: Any) -> tuple[str, int]:
-    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
-        names = [_id_string(v) if not isinstance(v, str) else v for v in value]
+    if isinstance(value, _GROUP_LISTS):
+        names = [_id_string(_unwrap(v)) for v in value]
         return "[" + ",".join(map(encode_basestring, names)) + "]", len(names)
     try:
         return encode_basestring(_id_string(value)), 1
-    except BadValue:
-        raise BadValue(
-            f"a group must be a string or a list of strings, got {_describe(value)}"
+    except BadValue as exc:
+        if str(exc) == NOT_UTF8:
+            raise
+        raise BadValue.of(
+            "a group must be a string or a list of strings, got {value}; convert the column",
+            value,
         ) from None
 
 
@@ -1170,15 +1064,8 @@ def convert_groups(series: pd.Series) -> tuple[Converted, np.ndarray]:
         counts[conv.present] = 1
         return conv, counts
     values = series.to_numpy(dtype=object)
-    sizes: dict[int, int] = {}
-
-    def one(v: Any) -> str:
-        text, k = _group_text(v)
-        sizes[id(v)] = k
-        return text
-
-    conv = _walk(values, one)
-    for i, v in enumerate(values):
-        if conv.text[i] is not None:
-            counts[i] = sizes.get(id(v), 1)
-    return conv, counts
+    walked = _walk(values, lambda v: _group_text(v)[0])
+    for i in np.flatnonzero([t is not None for t in walked.text]).tolist():
+        v = _unwrap(values[i])
+        counts[i] = len(v) if isinstance(v, _GROUP_LISTS) else 1
+    return walked.converted(), counts

@@ -276,28 +276,26 @@ def problem_kind(message: str) -> str:
 
 
 def _kind_and_values(
-    distinct: np.ndarray, parts: Callable[[int], tuple[str, list[str]]], given: str | None
+    distinct: np.ndarray, parts: Callable[[int], tuple[str, list[str]]]
 ) -> tuple[str, list[bool] | None]:
     """The label of one group of distinct messages, and which value slots differ among them.
 
     ``parts(m)`` gives the skeleton and values of message ``m``. A slot whose value is the same
     in every message is part of the kind (``at most 5``); the others are the rows' values.
-    ``None`` for the slots when the messages do not share one skeleton (only with a ``given``
-    kind). Stops reading messages once every slot is known to vary.
+    ``None`` for the slots when the messages do not share one skeleton. Stops reading messages
+    once every slot is known to vary.
     """
     skeleton, first = parts(distinct[0])
     varies = [False] * len(first)
     for m in distinct[1:]:
         other, values = parts(m)
         if other != skeleton:
-            return (given if given is not None else skeleton), None
+            return skeleton, None
         for i, v in enumerate(values):
             if not varies[i] and v != first[i]:
                 varies[i] = True
         if all(varies):
             break
-    if given is not None:
-        return given, varies
     pieces = skeleton.split(_SLOT)
     label = pieces[0]
     for i, piece in enumerate(pieces[1:]):
@@ -310,7 +308,6 @@ def _group_messages(
     messages: np.ndarray,
     rows: Sequence[Any],
     *,
-    given_kinds: np.ndarray | None = None,
     examples: int = EXAMPLES,
 ) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
     """Group rows by ``keys`` and the kind of their message.
@@ -333,10 +330,6 @@ def _group_messages(
         return split[m]
 
     kind = skeleton_codes[codes]
-    given_ok = None
-    if given_kinds is not None:
-        given_ok = pd.notna(given_kinds)
-        kind = np.where(given_ok, _codes(given_kinds) + int(kind.max()) + 1, kind)
     key = np.zeros(len(codes), dtype=np.int64)
     for part in [*(_codes(k) for k in keys), kind]:
         key = key * (int(part.max()) + 1) + part
@@ -360,18 +353,15 @@ def _group_messages(
     for g in range(n_groups):
         distinct = pair_m[bounds[g] : bounds[g + 1]]
         at = order[starts[g] : starts[g] + min(examples, int(counts[g]))]
-        given = None
-        if given_kinds is not None and given_ok is not None and given_ok[at[0]]:
-            given = str(given_kinds[at[0]])
         varies: list[bool] | None
-        if len(distinct) == 1 and given is None:
+        if len(distinct) == 1:
             label, varies = texts[distinct[0]], [False] * len(parts(distinct[0])[1])
         else:
-            label, varies = _kind_and_values(distinct, parts, given)
+            label, varies = _kind_and_values(distinct, parts)
         items = []
         for p in at:
             values = parts(codes[p])[1]
-            if varies is None or len(varies) != len(values):  # another shape, same given kind
+            if varies is None or len(varies) != len(values):  # messages of another shape
                 picked = values
             else:
                 picked = [v for v, x in zip(values, varies, strict=True) if x]
@@ -405,12 +395,10 @@ def problem_groups(problems: pd.DataFrame, *, examples: int = EXAMPLES) -> pd.Da
         return pd.DataFrame(columns=columns)
     severity = problems["severity"].to_numpy(dtype=object)
     column = problems["column"].to_numpy(dtype=object)
-    given = problems["kind"].to_numpy(dtype=object) if "kind" in problems.columns else None
     first, kinds, counts, shown = _group_messages(
         [severity, column],
         problems["message"].to_numpy(dtype=object),
         problems["row"].to_numpy(),
-        given_kinds=given,
         examples=examples,
     )
     grouped = pd.DataFrame(

@@ -2,15 +2,13 @@
 
 Two forms behind one small interface (:class:`Payloads`):
 
-- :class:`TextPayloads` holds one ``str`` per row (the pure-Python build, and plans made from
-  ready-made dicts).
-- :class:`ArrowPayloads` holds no row's text at all: it keeps the converted columns (compact Arrow
-  ``large_string`` arrays) and the template that joins them, and writes the text of the rows a
-  request needs when the request is encoded. A million identifications held as Python strings
-  cost ~240 MB and touch that much fresh memory; the columns they are made of take a third of
-  it, and each request's text (a few hundred kB) lives only while it is sent.
-
-Both write exactly the same bytes (``tests/test_build_paths.py`` compares them row by row).
+- :class:`ArrowPayloads`, what a build makes, holds no row's text at all: it keeps the converted
+  columns (compact Arrow ``large_string`` arrays) and the template that joins them, and writes
+  the text of the rows a request needs when the request is encoded. A million identifications
+  held as Python strings cost ~240 MB and touch that much fresh memory; the columns they are made
+  of take a third of it, and each request's text (a few hundred kB) lives only while it is sent.
+- :class:`TextPayloads` holds one ``str`` per row: plans made from ready-made dicts
+  (``Plan.from_identifications``, for tests and tools).
 
 :class:`Ids` does the same for the user and device ids: codes per row, the distinct ids once.
 """
@@ -18,14 +16,14 @@ Both write exactly the same bytes (``tests/test_build_paths.py`` compares them r
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-if TYPE_CHECKING:
-    import pyarrow as pa
-
-__all__ = ["ArrowPayloads", "Ids", "Payloads", "TextPayloads"]
+__all__ = ["ArrowPayloads", "Ids", "Payloads", "TextPayloads", "arrow_literal"]
 
 
 class Payloads:
@@ -76,7 +74,7 @@ class Payloads:
         """Every row's text (None where not sent): a million Python strings for a million rows."""
         out: list[str | None] = [None] * len(self)
         rows = np.flatnonzero(self.nbytes)
-        for position, text in zip(rows.tolist(), self.texts(rows)):
+        for position, text in zip(rows.tolist(), self.texts(rows), strict=True):
             out[position] = text
         return out
 
@@ -97,13 +95,13 @@ class TextPayloads(Payloads):
         self.nbytes = _utf8_lengths(text) if nbytes is None else nbytes
 
     def texts(self, rows: np.ndarray) -> list[str]:
-        return self._text[rows].tolist()  # type: ignore[no-any-return]
+        return self._text[rows].tolist()
 
     def has_text(self, position: int) -> bool:
         return self._text[position] is not None
 
     def tolist(self) -> list[str | None]:
-        return self._text.tolist()  # type: ignore[no-any-return]
+        return self._text.tolist()
 
 
 def _utf8_lengths(text: np.ndarray) -> np.ndarray:
@@ -148,8 +146,6 @@ class ArrowPayloads(Payloads):
     def render(self, rows: np.ndarray, close: str = "}") -> pa.Array:
         """The texts of ``rows`` (sent rows, in that order) as one ``large_string`` array;
         ``close`` ends each text (``"},"`` lets :meth:`json_array` skip a join)."""
-        import pyarrow as pa
-
         rows = np.asarray(rows, dtype=np.int64)
         fast = self._complete[rows]
         if fast.all():
@@ -166,11 +162,6 @@ class ArrowPayloads(Payloads):
         return both.take(pa.array(back))
 
     def _fast(self, rows: np.ndarray, close: str) -> pa.Array:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        from ._convert import arrow_literal
-
         n = len(rows)
         start = int(rows[0]) if n else 0
         contiguous = n > 0 and rows[-1] - start == n - 1 and bool((np.diff(rows) == 1).all())
@@ -185,11 +176,6 @@ class ArrowPayloads(Payloads):
         return pc.binary_join_element_wise(*args, arrow_literal(""))
 
     def _slow(self, rows: np.ndarray, close: str) -> pa.Array:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        from ._convert import arrow_literal
-
         assert self._general is not None
         inner = self._general(pa.array(rows))
         return pc.binary_join_element_wise(
@@ -197,7 +183,7 @@ class ArrowPayloads(Payloads):
         )
 
     def texts(self, rows: np.ndarray) -> list[str]:
-        return self.render(rows).to_pylist()  # type: ignore[no-any-return]
+        return self.render(rows).to_pylist()
 
     def json_array(self, rows: np.ndarray) -> bytes:
         if not len(rows):
@@ -209,12 +195,27 @@ class ArrowPayloads(Payloads):
         return b"".join((b"[", memoryview(data)[int(bounds[0]) : int(bounds[-1]) - 1], b"]"))
 
 
+    def without(self, rows: np.ndarray) -> ArrowPayloads:
+        """These payloads with the rows at positions ``rows`` no longer sent (the build drops
+        rows it finds invalid only once their size is known)."""
+        complete, nbytes = self._complete.copy(), self.nbytes.copy()
+        complete[rows] = False
+        nbytes[rows] = 0
+        return ArrowPayloads(self._pieces, complete, self._general, nbytes)
+
+
+def arrow_literal(text: str | None) -> pa.Scalar:
+    """A ``large_string`` scalar: Arrow's string kernels want one string type for all inputs."""
+    return pa.scalar(text, pa.large_string())
+
+
 class Ids:
     """One id per row as sent (``str``), or None: codes into the distinct ids.
 
-    The distinct ids stay where the build left them (a numpy object array, or an Arrow string
-    array on the Arrow path); ``ids[rows]`` makes ``str`` objects for those rows only, so a
-    million distinct ids never become a million Python strings unless somebody asks for them.
+    The distinct ids stay where the build left them (an Arrow string array, or a numpy object
+    array for plans made from ready-made dicts); ``ids[rows]`` makes ``str`` objects for those
+    rows only, so a million distinct ids never become a million Python strings unless somebody
+    asks for them.
 
     Examples
     --------
@@ -231,8 +232,6 @@ class Ids:
     @classmethod
     def from_strings(cls, strings: np.ndarray) -> Ids:
         """Ids from an object array of ``str`` (None where there is no id)."""
-        import pandas as pd
-
         codes, uniques = pd.factorize(strings, use_na_sentinel=True)
         return cls(codes.astype(np.int64, copy=False), np.asarray(uniques, dtype=object))
 
@@ -253,18 +252,16 @@ class Ids:
             if isinstance(self._distinct, np.ndarray):
                 out[has] = self._distinct[picked]
             else:
-                import pyarrow as pa
-
                 out[has] = self._distinct.take(pa.array(picked)).to_pylist()
         return out
 
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, (int, np.integer)):
-            return self.values(self.codes[[key]])[0]
+            return self.values(self.codes[[int(key)]])[0]
         return self.values(np.atleast_1d(self.codes[key]))
 
     def tolist(self) -> list[str | None]:
-        return self.values(self.codes).tolist()  # type: ignore[no-any-return]
+        return self.values(self.codes).tolist()
 
     def __iter__(self) -> Iterator[str | None]:
         return iter(self.tolist())

@@ -10,8 +10,9 @@ device id; rows of one lane must be sent in row order and never in two requests 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,8 +44,8 @@ class Plan:
     payload : Payloads
         The JSON text (``str``) of the identification for valid rows, ``None`` for the others:
         ``plan.payload[i]``, ``plan.payload[rows]`` (an object array), ``plan.payload.tolist()``.
-        On the Arrow path it is written when a request is encoded (``payload.json_array(rows)``),
-        not held row by row.
+        A built plan writes it when a request is encoded (``payload.json_array(rows)``), and
+        does not hold it row by row.
     user_id, device_id : Ids
         The row's ids as sent (``str``), or ``None``: ``plan.user_id[rows]`` gives them as an
         object array; ``plan.user_id.codes`` numbers the distinct ids (-1 for none).
@@ -54,7 +55,8 @@ class Plan:
         For invalid and skipped rows, why (the first error); ``None`` otherwise.
     problems : pandas.DataFrame
         One row per problem: ``row`` (index label), ``column``, ``severity``, ``message``,
-        and ``position`` (the row's position in the frame).
+        ``kind`` (the message without the cell's value, to group problems by) and ``position``
+        (the row's position in the frame).
     lane : ndarray of int64
         Lane code per row (``-1`` for rows that are not valid), numbered by first appearance.
     order : ndarray of int64
@@ -209,6 +211,7 @@ def empty_problems() -> pd.DataFrame:
             "column": pd.Series([], dtype=object),
             "severity": pd.Series([], dtype=object),
             "message": pd.Series([], dtype=object),
+            "kind": pd.Series([], dtype=object),
             "position": pd.Series([], dtype=np.int64),
         }
     )

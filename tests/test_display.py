@@ -179,22 +179,6 @@ def test_kinds_split_by_column_and_by_what_the_message_says() -> None:
     ]
 
 
-def test_a_kind_column_is_used_when_the_problems_have_one() -> None:
-    problems = problems_frame(
-        [
-            (1, "uid", "error", REJECTED.format("'n/a'")),
-            (2, "uid", "error", "user_id 'x' is too short"),
-            (3, "uid", "error", REJECTED.format("'null'")),
-            (4, "uid", "error", REJECTED.format("'none'")),
-        ]
-    ).assign(kind=["unusable id", "unusable id", None, None])
-    assert _display.problem_groups(problems).values.tolist() == [
-        ["error", "uid", "unusable id", 2, "1 ('n/a'), 2 ('x')"],
-        ["error", "uid", "user_id … is on Amplitude's list of rejected ids; fix or drop the row",
-         2, "3 ('null'), 4 ('none')"],
-    ]
-
-
 @pytest.mark.parametrize(
     ("message", "kind"),
     [
@@ -226,7 +210,10 @@ def test_half_a_million_kinds_of_one_read_each_message_a_few_times(
     monkeypatch.setattr(_display, "_split", lambda m: calls.append(m) or split(m))
     text = repr(preview)
     assert len(calls) <= 5
-    kind = "an id must be a string or a whole number, got float …"
+    kind = (
+        "an id must be a string or a whole number, got float …; "
+        "read the column as integers or text"
+    )
     assert (
         f"  error   uid: {kind} — 30,000 rows: 0 (100000.5), 1 (100001.5), 2 (100002.5) "
         "… (+29,997 more)"

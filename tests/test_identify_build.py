@@ -12,6 +12,8 @@ import pytest
 
 import amp_pandas  # noqa: F401  (registers df.amplitude)
 from amp_pandas import IdentifyPreview, literal
+from amp_pandas._amplitude import MAX_BODY_BYTES
+from amp_pandas._encode import body_overhead, encode_body, new_boundary
 from amp_pandas.errors import (
     ArgumentError,
     ColumnNotFoundError,
@@ -99,7 +101,9 @@ def test_list_form_names_properties_after_columns_and_ops_keep_order() -> None:
 def test_unset_only_rows_are_valid() -> None:
     df = pd.DataFrame({"uid": ["user-1", "user-2"]})
     preview = dry(df, unset=["a", "b"])
-    assert preview.payloads[1] == {"user_id": "user-2", "user_properties": {"$unset": {"a": "-", "b": "-"}}}
+    assert preview.payloads[1] == {
+        "user_id": "user-2", "user_properties": {"$unset": {"a": "-", "b": "-"}}
+    }
 
 
 def test_groups_and_fields() -> None:
@@ -361,6 +365,118 @@ def test_one_bad_id_is_enough_when_the_other_is_usable() -> None:
     assert preview.summary["invalid"] == 1
 
 
+@pytest.mark.parametrize(
+    "uid", ["", " ", "     ", "\t\n\r  ", "\u3000" * 6, "\x1c" * 5, "\u2028\u00a0 \u2003\u200a"]
+)
+def test_empty_or_whitespace_ids_are_invalid(uid: str) -> None:
+    df = pd.DataFrame({"uid": object_column(uid, "user-ok"), "p": ["a", "b"]})
+    preview = dry(df, set=["p"])
+    assert preview.plan.state.tolist() == [1, 0]
+    assert preview.problems[["row", "column", "severity"]].values.tolist() == [[0, "uid", "error"]]
+    assert "empty or only whitespace" in preview.problems.loc[0, "message"]
+
+
+def test_ids_with_whitespace_around_them_are_sent_with_a_warning() -> None:
+    ids = [" user-1", "user-1 ", "\tuser-2\n", "user-3\u3000", "user-4", "us er-5"]
+    df = pd.DataFrame({"uid": ids, "dev": [f"device-{i}" for i in range(5)] + [" device-9"],
+                       "p": "x"}, index=list("abcdef"))
+    preview = dry(df, device_id="dev", set=["p"])
+    assert preview.summary["valid"] == 6
+    assert [p["user_id"] for p in preview.payloads] == ids  # sent as they are
+    problems = preview.problems
+    assert problems[["row", "column", "severity"]].values.tolist() == [
+        ["a", "uid", "warning"], ["b", "uid", "warning"], ["c", "uid", "warning"],
+        ["d", "uid", "warning"], ["f", "dev", "warning"],
+    ]
+    assert problems["message"].tolist()[0].startswith("user_id ' user-1' has leading or trailing")
+    assert problems["message"].tolist()[4].startswith("device_id ' device-9' has leading or")
+    assert problems["kind"].nunique() == 2 and " user-1" not in problems["kind"][0]
+
+
+def test_whitespace_warning_only_on_rows_that_are_sent() -> None:
+    df = pd.DataFrame({"uid": [" user-1", " user-2"], "n": [1, "x"]})
+    preview = dry(df, add=["n"])
+    assert preview.plan.state.tolist() == [0, 1]
+    assert preview.problems[["row", "severity"]].values.tolist() == [[0, "warning"], [1, "error"]]
+
+
+# --------------------------------------------------------------------------------------------
+# the request size limit
+
+#: The largest identification a request can carry on its own: Amplitude's 1 MB less the
+#: multipart framing (brackets included) with room for a 64-character key.
+LIMIT = MAX_BODY_BYTES - body_overhead(64)
+
+
+def _identification_bytes(uid: str, **props: str) -> int:
+    payload = {"user_id": uid, "user_properties": {"$set": props}}
+    return len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def test_an_identification_over_the_request_limit_is_invalid_in_the_dry_run() -> None:
+    room = LIMIT - _identification_bytes("user-1", bio="")
+    fits = "é" * (room // 2) + "x" * (room % 2)  # two bytes a character: bytes count, not chars
+    assert _identification_bytes("user-1", bio=fits) == LIMIT
+    df = pd.DataFrame({"uid": ["user-1", "user-2", "user-3"],
+                       "bio": [fits, fits + "x", "short"]})
+    preview = dry(df, set=["bio"])
+    plan = preview.plan
+    assert plan.state.tolist() == [0, 1, 0]
+    assert plan.nbytes.tolist() == [LIMIT, 0, _identification_bytes("user-3", bio="short")]
+    errors = preview.problems[preview.problems["severity"] == "error"].reset_index(drop=True)
+    assert errors[["row", "column"]].values.tolist() == [[1, "bio"]]
+    message = errors.loc[0, "message"]
+    assert f"{LIMIT + 1:,} bytes" in message and "1 MB" in message
+    assert plan.reason[1].startswith("column 'bio': ")
+    # the row that fits does fit: its request, with a 64-character key, is within 1 MB
+    body = encode_body("k" * 64, plan.payload.json_array(np.array([0])), new_boundary())
+    assert len(body) == MAX_BODY_BYTES
+
+
+def test_the_largest_identification_the_dry_run_accepts_lands_with_a_64_character_key() -> None:
+    from amp_pandas.sandbox import Sandbox
+
+    key = "k" * 64
+    room = LIMIT - _identification_bytes("user-1", bio="")
+    df = pd.DataFrame({"uid": ["user-1"], "bio": ["x" * room]})
+    with Sandbox(api_key=key) as sb:
+        preview = df.amplitude.identify(user_id="uid", set=["bio"], dry_run=True,
+                                        server_url=sb.url, api_key=key)
+        assert preview.plan.state.tolist() == [0]
+        result = preview.send(progress=False, max_retries=0)
+        assert result["status"].tolist() == ["success"]
+        assert [r.status for r in sb.requests] == [200]
+
+
+def test_the_request_limit_names_the_largest_value() -> None:
+    df = pd.DataFrame({"uid": ["user-1"], "a": ["x" * 400_000], "b": ["y" * 700_000]})
+    preview = dry(df, set=["a", "b"], post_insert={"tag": literal("z" * 10)})
+    assert preview.plan.state.tolist() == [1]
+    errors = preview.problems[preview.problems["severity"] == "error"].reset_index(drop=True)
+    assert errors["column"].tolist() == ["b"]
+    assert "700,0" in errors.loc[0, "message"]
+
+
+# --------------------------------------------------------------------------------------------
+# problems group by kind
+
+
+def test_problem_kinds_are_messages_without_the_cell_value() -> None:
+    df = pd.DataFrame({
+        "uid": object_column("null", "NULL", "nil", 1.5, 2.5, 1e20, 2e20, "user-ok"),
+        "v": object_column(1, 2, 3, 4, 5, 6, 7, float("inf")),
+    })
+    preview = dry(df, set=["v"])
+    problems = preview.problems
+    assert list(problems.columns) == ["row", "column", "severity", "message", "kind"]
+    assert problems["message"].nunique() == 8
+    kinds = problems.groupby("kind", sort=False)["row"].apply(list)
+    assert kinds.tolist() == [[0, 1, 2], [3, 4], [5, 6], [7]]
+    for kind in kinds.index:
+        assert not any(v in kind for v in ("null", "NULL", "nil", "1.5", "2.5", "1e+20", "inf"))
+        assert "<value>" in kind
+
+
 # --------------------------------------------------------------------------------------------
 # missing values
 
@@ -483,7 +599,7 @@ def test_empty_frame() -> None:
     preview = dry(df, set=["p"])
     assert preview.payloads == []
     assert preview.summary[["rows", "valid", "requests", "bytes"]].tolist() == [0, 0, 0, 0]
-    assert "nothing" not in repr(preview) or "0" in repr(preview)
+    assert list(preview.problems.columns) == ["row", "column", "severity", "message", "kind"]
 
 
 def test_string_and_duplicate_index_labels_in_problems() -> None:
@@ -543,7 +659,7 @@ def test_hundred_thousand_rows() -> None:
     assert preview.summary["requests"] == len(chunks) in (100, 101, 102)
     assert max(map(len, chunks)) == 1000
     lanes_per_chunk = [set(preview.plan.lane[c]) for c in chunks]
-    assert all(not (a & b) for a, b in zip(lanes_per_chunk, lanes_per_chunk[1:]))
+    assert all(not (a & b) for a, b in zip(lanes_per_chunk, lanes_per_chunk[1:], strict=False))
     # lanes: 40k users, each user's rows consecutive in send order and in row order
     plan = preview.plan
     assert plan.lane.max() == 40_000 - 1

@@ -1,0 +1,1 @@
+"""The browser test: the preview widget in JupyterLab, in headless Chromium."""
