@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
 from ._send import send_plan, user_stacklevel
 from ._spec import IdentifySpec, Literal
 from ._sync import (
+    DIGEST_BYTES,
     HELD,
     HELD_REASON,
     LedgerState,
@@ -69,6 +69,7 @@ __all__ = [
     "SyncPreview",
     "UserGroups",
     "group_users",
+    "plan_users",
     "preview_sync",
     "removed_json",
     "revert_columns",
@@ -138,7 +139,8 @@ def sync_options(sync: Any, ledger: Any, removed: Any) -> SyncOptions | None:
 
 @dataclass
 class UserGroups:
-    """The users of a plan's valid rows.
+    """The users of a plan's valid rows, and the digests of their identifications (computed
+    when first asked for: a first run needs none before it starts sending).
 
     Attributes
     ----------
@@ -148,8 +150,6 @@ class UserGroups:
         Per row of the plan, its user's number (-1 for rows that are not valid).
     keys : ndarray of object
         Per user, its ledger key (:func:`~amp_pandas._sync.user_key`).
-    digests : list of bytes
-        Per user, the digest of its identifications (in row order).
     idempotent : ndarray of bool
         Per user, whether every row is idempotent.
     n_rows : ndarray of int64
@@ -159,17 +159,62 @@ class UserGroups:
     rows: np.ndarray
     code: np.ndarray
     keys: np.ndarray
-    digests: list[bytes]
     idempotent: np.ndarray
     n_rows: np.ndarray
-    _reverts: dict[int, RevertInfo] = field(default_factory=dict, repr=False)
+    payload: Any = field(repr=False)
+    _digest: np.ndarray = field(init=False, repr=False)
+    _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._digest = np.full(len(self.keys), None, dtype=object)
 
     def __len__(self) -> int:
         return len(self.keys)
 
+    def user_rows(self, users: np.ndarray) -> np.ndarray:
+        """The valid rows of ``users`` (user numbers), user by user, in row order."""
+        if len(self.rows) == len(self.keys):  # one row per user
+            by_user = np.empty(len(self.keys), dtype=np.int64)
+            by_user[self.code[self.rows]] = self.rows
+            return by_user[users]
+        if self._sorted is None:
+            codes = self.code[self.rows]
+            order = np.argsort(codes, kind="stable")
+            starts = np.concatenate(([0], np.cumsum(self.n_rows))).astype(np.int64)
+            self._sorted = (self.rows[order], starts)
+        sorted_rows, starts = self._sorted
+        if not len(users):
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate([sorted_rows[starts[u] : starts[u + 1]] for u in users.tolist()])
+
+    def digests(self, users: np.ndarray) -> list[bytes]:
+        """The digests of ``users`` (user numbers): of each one's JSON texts, in row order."""
+        users = np.asarray(users, dtype=np.int64)
+        todo = users[pd.isna(self._digest[users])] if len(users) else users
+        for start in range(0, len(todo), _CHUNK):
+            part = todo[start : start + _CHUNK]
+            texts = self.payload.texts(self.user_rows(part))
+            counts = self.n_rows[part].tolist()
+            if all(c == 1 for c in counts):
+                self._digest[part] = [identification_digest((t,)) for t in texts]
+                continue
+            out, at = [], 0
+            for c in counts:
+                out.append(identification_digest(texts[at : at + c]))
+                at += c
+            self._digest[part] = out
+        return self._digest[users].tolist()  # type: ignore[no-any-return]
+
+    def digest_array(self, users: np.ndarray) -> np.ndarray:
+        """Every user's digest as ``S16``, computed for ``users`` only (zeros elsewhere)."""
+        out = np.zeros(len(self.keys), dtype=f"S{DIGEST_BYTES}")
+        if len(users):
+            out[users] = self.digests(users)
+        return out
+
 
 def group_users(plan: Plan) -> UserGroups:
-    """Number the users of the plan's valid rows and digest each one's identifications."""
+    """Number the users of the plan's valid rows (digests are computed when asked for)."""
     rows = np.flatnonzero(plan.state == VALID)
     ucodes = plan.user_id.codes[rows]
     if len(rows) and (ucodes >= 0).all():  # user ids only: their codes number the users
@@ -185,30 +230,17 @@ def group_users(plan: Plan) -> UserGroups:
     code[rows] = codes
     n_rows = np.bincount(codes, minlength=n_users).astype(np.int64)
     non_idem = np.bincount(codes, weights=~plan.idempotent[rows], minlength=n_users)
-    digests: list[bytes] = [b""] * n_users
-    payload = plan.payload
-    if n_users == len(rows):  # one row per user
-        for start in range(0, len(rows), _CHUNK):
-            part = rows[start : start + _CHUNK]
-            users = codes[start : start + _CHUNK].tolist()
-            for u, text in zip(users, payload.texts(part), strict=True):
-                digests[u] = identification_digest((text,))
-    else:
-        order = np.argsort(codes, kind="stable")
-        sorted_rows, sorted_codes = rows[order], codes[order]
-        bounds = np.flatnonzero(np.diff(sorted_codes)) + 1
-        starts = np.concatenate(([0], bounds, [len(rows)])).astype(np.int64)
-        u = 0
-        while u < n_users:
-            v = int(np.searchsorted(starts, starts[u] + _CHUNK, side="right")) - 1
-            v = min(max(v, u + 1), n_users)
-            lo, hi = int(starts[u]), int(starts[v])
-            texts = payload.texts(sorted_rows[lo:hi])
-            for w in range(u, v):
-                a, b = int(starts[w]) - lo, int(starts[w + 1]) - lo
-                digests[int(sorted_codes[a + lo])] = identification_digest(texts[a:b])
-            u = v
-    return UserGroups(rows, code, np.asarray(keys, dtype=object), digests, non_idem == 0, n_rows)
+    return UserGroups(rows, code, np.asarray(keys, dtype=object), non_idem == 0, n_rows,
+                      plan.payload)  # fmt: skip
+
+
+def plan_users(state: LedgerState, users: UserGroups, *, removed: str,
+               retry_ambiguous: bool) -> SyncPlan:
+    """:func:`~amp_pandas._sync.plan_sync` of the users; only users the ledger knows are
+    digested (the others are new whatever their digest)."""
+    known = np.flatnonzero(state.positions(users.keys) >= 0) if len(state) else np.empty(0, int)
+    return plan_sync(state, users.keys, users.digest_array(known), users.idempotent,
+                     removed=removed, retry_ambiguous=retry_ambiguous)  # fmt: skip
 
 
 _SET_OPS = (OPERATIONS["set"], OPERATIONS["set_once"])
@@ -326,9 +358,8 @@ def revert_infos(
     is parsed once, and rows that differ only in ids and ``$set``-like values share one revert
     info (:func:`~amp_pandas._sync.summarize_user` caches them).
     """
-    want = np.zeros(len(users), dtype=bool)
-    want[which] = True
-    rows = users.rows[want[users.code[users.rows]]]
+    which = np.asarray(which, dtype=np.int64)
+    rows = users.user_rows(which)
     if columns is not None:
         infos: list[RevertInfo] = columns.infos(rows).tolist()
     else:
@@ -336,9 +367,8 @@ def revert_infos(
         for start in range(0, len(rows), _CHUNK):
             infos += [summarize_user((text,)).revert
                       for text in plan.payload.texts(rows[start : start + _CHUNK])]  # fmt: skip
-    local = np.full(len(users), -1, dtype=np.int64)
-    local[which] = np.arange(len(which))
-    return union_by_user(local[users.code[rows]], infos, len(which))
+    local = np.repeat(np.arange(len(which)), users.n_rows[which])
+    return union_by_user(local, infos, len(which))
 
 
 # --- the dry run --------------------------------------------------------------------------------
@@ -440,9 +470,8 @@ def preview_sync(
     else:
         with Ledger(path) as ledger:
             state = ledger.state(ledger.job(options.name, settings.endpoint, key))
-    splan = plan_sync(state, users.keys, users.digests, users.idempotent,
-                      removed=options.removed,
-                      retry_ambiguous=settings.retry_ambiguous)  # fmt: skip
+    splan = plan_users(state, users, removed=options.removed,
+                       retry_ambiguous=settings.retry_ambiguous)
     counts = splan.counts()
     unchanged_rows = int(users.n_rows[splan.status == PLAN_UNCHANGED].sum())
     send_rows = int(users.n_rows[splan.send].sum())
@@ -468,22 +497,23 @@ class LedgerObserver:
         Per row of the plan sent, its user's number (-1: none).
     keys : ndarray of object
         Per user number, its key.
-    digests, reverts, n_rows : sequences, optional
-        Per user number: digest, revert info and rows in this run (for the job's own
-        identifications); all ``None`` for revert identifications.
+    users : UserGroups, optional
+        The users of the job's own identifications (their digests, rows and, with ``plan``
+        and ``columns``, revert infos are computed request by request, while earlier
+        requests are in flight); ``None`` for revert identifications.
     """
 
     def __init__(
         self, run: Run, row_user: np.ndarray, keys: np.ndarray, *,
-        digests: Sequence[bytes] | None = None, reverts: dict[int, RevertInfo] | None = None,
-        n_rows: np.ndarray | None = None,
+        users: UserGroups | None = None, plan: Plan | None = None,
+        columns: RevertColumns | None = None,
     ) -> None:  # fmt: skip
         self.run = run
         self.row_user = row_user
         self.keys = keys
-        self.digests = digests
-        self.reverts = reverts
-        self.n_rows = n_rows
+        self.users = users
+        self.plan = plan
+        self.columns = columns
         self.flown = np.zeros(len(keys), dtype=bool)
         self.interrupted = False
 
@@ -493,13 +523,14 @@ class LedgerObserver:
         if not len(users):
             return
         keys = self.keys[users].tolist()
-        if self.digests is None:
+        if self.users is None:
             self.run.mark_revert_in_flight(keys)
         else:
-            assert self.reverts is not None and self.n_rows is not None
+            assert self.plan is not None
             self.run.mark_in_flight(
-                keys, [self.digests[u] for u in users.tolist()],
-                [self.reverts.get(u) for u in users.tolist()], rows=self.n_rows[users].tolist(),
+                keys, self.users.digests(users),
+                revert_infos(self.plan, self.users, users, self.columns),
+                rows=self.users.n_rows[users].tolist(),
             )  # fmt: skip
         self.flown[users] = True
 
@@ -536,20 +567,16 @@ def send_sync(
     with Ledger(options.ledger_path) as ledger:
         job = ledger.job(options.name, settings.endpoint, key)
         with ledger.begin_run(job) as run:
-            splan = plan_sync(run.state(), users.keys, users.digests, users.idempotent,
-                              removed=options.removed,
-                              retry_ambiguous=settings.retry_ambiguous)  # fmt: skip
+            splan = plan_users(run.state(), users, removed=options.removed,
+                               retry_ambiguous=settings.retry_ambiguous)
             status_of_row = np.full(len(plan), -1, dtype=np.int8)
             status_of_row[users.rows] = splan.status[users.code[users.rows]]
             settled = [
                 (np.flatnonzero(status_of_row == PLAN_UNCHANGED), UNCHANGED, None),
                 (np.flatnonzero(status_of_row == HELD), UNKNOWN, HELD_REASON),
             ]
-            to_send = np.flatnonzero(splan.send)
-            infos = revert_infos(plan, users, to_send, columns)
-            reverts = dict(zip(to_send.tolist(), infos, strict=True))
-            observer = LedgerObserver(run, users.code, users.keys, digests=users.digests,
-                                      reverts=reverts, n_rows=users.n_rows)  # fmt: skip
+            observer = LedgerObserver(run, users.code, users.keys, users=users, plan=plan,
+                                      columns=columns)  # fmt: skip
             result = send_plan(plan, settings, progress_callback=progress_callback,
                                observer=observer, settled=settled)  # fmt: skip
             removed = _removed(run, splan, settings, options, stopped=observer.interrupted)

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -424,6 +425,7 @@ def test_a_schema_1_ledger_is_migrated_and_used(sb: Sandbox, path: Path) -> None
 
 KILLED_SEND = """
 import sys
+import numpy as np
 import pandas as pd
 import amp_pandas
 from amp_pandas import literal
@@ -522,3 +524,22 @@ def test_ctrl_c_mid_send_keeps_the_ledger_right(tmp_path: Path) -> None:
             assert s == expected[status[u]], u
         assert max(Counter(i["user_id"] for i in sb.applied).values()) == 1
         assert again.removed["status"].tolist() == ["skipped"] * 3  # $add: nothing to undo
+
+
+def test_users_and_digests_of_a_plan() -> None:
+    """Keys, rows and digests per user, against texts and SHA-256 computed here."""
+    from amp_pandas._syncrun import group_users
+
+    df = pd.DataFrame({"uid": ["user-1", None, "user-2", "user-1", None],
+                       "dev": ["d-0001", "d-0002", "d-0003", "d-0004", "d-0002"],
+                       "plan": ["a", "b", "c", "d", "e"]})  # fmt: skip
+    preview = df.amplitude.identify(user_id="uid", device_id="dev", set=["plan"], dry_run=True)
+    users = group_users(preview.plan)
+    assert users.keys.tolist() == ["user-1", "\x00d-0002", "user-2"]
+    assert users.n_rows.tolist() == [2, 2, 1]
+    text = {i: json.dumps(p, separators=(",", ":")) for i, p in enumerate(preview.payloads)}
+    expected = [hashlib.sha256((text[0] + "\n" + text[3] + "\n").encode()).digest()[:16],
+                hashlib.sha256((text[1] + "\n" + text[4] + "\n").encode()).digest()[:16],
+                hashlib.sha256((text[2] + "\n").encode()).digest()[:16]]  # fmt: skip
+    assert users.digests(np.array([2, 0])) == [expected[2], expected[0]]
+    assert users.digests(np.array([0, 1, 2])) == expected
