@@ -164,6 +164,7 @@ class UserGroups:
     payload: Any = field(repr=False)
     _digest: np.ndarray = field(init=False, repr=False)
     _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    _by_user: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._digest = np.full(len(self.keys), None, dtype=object)
@@ -174,9 +175,10 @@ class UserGroups:
     def user_rows(self, users: np.ndarray) -> np.ndarray:
         """The valid rows of ``users`` (user numbers), user by user, in row order."""
         if len(self.rows) == len(self.keys):  # one row per user
-            by_user = np.empty(len(self.keys), dtype=np.int64)
-            by_user[self.code[self.rows]] = self.rows
-            return by_user[users]
+            if self._by_user is None:
+                self._by_user = np.empty(len(self.keys), dtype=np.int64)
+                self._by_user[self.code[self.rows]] = self.rows
+            return self._by_user[users]
         if self._sorted is None:
             codes = self.code[self.rows]
             order = np.argsort(codes, kind="stable")
@@ -367,8 +369,10 @@ def revert_infos(
         for start in range(0, len(rows), _CHUNK):
             infos += [summarize_user((text,)).revert
                       for text in plan.payload.texts(rows[start : start + _CHUNK])]  # fmt: skip
-    local = np.repeat(np.arange(len(which)), users.n_rows[which])
-    return union_by_user(local, infos, len(which))
+    counts = users.n_rows[which]
+    if len(rows) == len(which):  # one row per user: nothing to unite
+        return infos
+    return union_by_user(np.repeat(np.arange(len(which)), counts), infos, len(which))
 
 
 # --- the dry run --------------------------------------------------------------------------------
@@ -497,23 +501,24 @@ class LedgerObserver:
         Per row of the plan sent, its user's number (-1: none).
     keys : ndarray of object
         Per user number, its key.
-    users : UserGroups, optional
-        The users of the job's own identifications (their digests, rows and, with ``plan``
-        and ``columns``, revert infos are computed request by request, while earlier
-        requests are in flight); ``None`` for revert identifications.
+    digests, reverts : ndarray of object, optional
+        Per user number, its digest and revert info (computed before the send, for the users
+        sent); ``None`` for revert identifications.
+    n_rows : ndarray of int64, optional
+        Per user number, its rows in this run.
     """
 
     def __init__(
         self, run: Run, row_user: np.ndarray, keys: np.ndarray, *,
-        users: UserGroups | None = None, plan: Plan | None = None,
-        columns: RevertColumns | None = None,
+        digests: np.ndarray | None = None, reverts: np.ndarray | None = None,
+        n_rows: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         self.run = run
         self.row_user = row_user
         self.keys = keys
-        self.users = users
-        self.plan = plan
-        self.columns = columns
+        self.digests = digests
+        self.reverts = reverts
+        self.n_rows = n_rows
         self.flown = np.zeros(len(keys), dtype=bool)
         self.interrupted = False
 
@@ -523,15 +528,13 @@ class LedgerObserver:
         if not len(users):
             return
         keys = self.keys[users].tolist()
-        if self.users is None:
+        if self.digests is None:
             self.run.mark_revert_in_flight(keys)
         else:
-            assert self.plan is not None
-            self.run.mark_in_flight(
-                keys, self.users.digests(users),
-                revert_infos(self.plan, self.users, users, self.columns),
-                rows=self.users.n_rows[users].tolist(),
-            )  # fmt: skip
+            assert self.reverts is not None and self.n_rows is not None
+            self.run.mark_in_flight(keys, self.digests[users].tolist(),
+                                    self.reverts[users].tolist(),
+                                    rows=self.n_rows[users].tolist())  # fmt: skip
         self.flown[users] = True
 
     def after_rows_final(self, rows: np.ndarray, statuses: np.ndarray) -> None:
@@ -575,8 +578,15 @@ def send_sync(
                 (np.flatnonzero(status_of_row == PLAN_UNCHANGED), UNCHANGED, None),
                 (np.flatnonzero(status_of_row == HELD), UNKNOWN, HELD_REASON),
             ]
-            observer = LedgerObserver(run, users.code, users.keys, users=users, plan=plan,
-                                      columns=columns)  # fmt: skip
+            # digests and revert infos of the users sent, before the first request leaves
+            to_send = np.flatnonzero(splan.send)
+            digests = np.full(len(users), None, dtype=object)
+            reverts = np.full(len(users), None, dtype=object)
+            if len(to_send):
+                digests[to_send] = users.digests(to_send)
+                reverts[to_send] = revert_infos(plan, users, to_send, columns)
+            observer = LedgerObserver(run, users.code, users.keys, digests=digests,
+                                      reverts=reverts, n_rows=users.n_rows)  # fmt: skip
             result = send_plan(plan, settings, progress_callback=progress_callback,
                                observer=observer, settled=settled)  # fmt: skip
             removed = _removed(run, splan, settings, options, stopped=observer.interrupted)
