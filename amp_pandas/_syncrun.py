@@ -17,7 +17,6 @@ planning rules (:mod:`amp_pandas._sync`, no I/O):
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import pandas as pd
 from ._amplitude import NON_IDEMPOTENT_OPERATIONS, OPERATIONS, UNSET
 from ._config import SendSettings, require_key
 from ._ledger import Ledger, Run, default_path
+from ._payloads import Payloads
 from ._plan import VALID, Plan
 from ._progress import ProgressCallback
 from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
@@ -71,7 +71,6 @@ __all__ = [
     "group_users",
     "plan_users",
     "preview_sync",
-    "removed_json",
     "revert_columns",
     "revert_infos",
     "send_sync",
@@ -161,7 +160,7 @@ class UserGroups:
     keys: np.ndarray
     idempotent: np.ndarray
     n_rows: np.ndarray
-    payload: Any = field(repr=False)
+    payload: Payloads = field(repr=False)
     _digest: np.ndarray = field(init=False, repr=False)
     _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
     _by_user: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -205,7 +204,7 @@ class UserGroups:
                 out.append(identification_digest(texts[at : at + c]))
                 at += c
             self._digest[part] = out
-        return self._digest[users].tolist()  # type: ignore[no-any-return]
+        return self._digest[users].tolist()
 
     def digest_array(self, users: np.ndarray) -> np.ndarray:
         """Every user's digest as ``S16``, computed for ``users`` only (zeros elsewhere)."""
@@ -650,9 +649,3 @@ def _removed(
 
 def _rewarn(message: str) -> None:
     warnings.warn(message, RowsNotSucceededWarning, stacklevel=user_stacklevel())
-
-
-def removed_json(frame: pd.DataFrame) -> list[str]:
-    """The identifications of ``result.removed`` as JSON texts (for display)."""
-    return [json.dumps(i, ensure_ascii=False) for i in frame["identification"] if i is not None]
-
