@@ -737,8 +737,8 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
     parts = [
         '<div class="amp-pandas-preview">',
         "<strong>Amplitude identify preview</strong> — dry run, nothing sent<br>",
-        f"{esc(header_line(preview))}<br>{esc(target_line(preview))}",
-        sync_header_html(preview),
+        f"{esc(header_line(preview))}<br>{esc(target_line(preview))}"
+        + sync_header_html(preview),
         "<h4>Operations</h4>",
         preview.operations.to_html(index=False, escape=True),
     ]

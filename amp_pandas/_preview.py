@@ -134,7 +134,7 @@ class IdentifyPreview:
         Counts: ``rows``, ``valid``, ``invalid``, ``skipped``, ``warnings`` (rows with a
         warning), ``requests`` and ``bytes`` (the request bodies); for a sync run
         (``sync=``) also ``unchanged`` (valid rows not sent: their user is unchanged) and
-        ``removed`` (users the job would revert or let go), both 0 otherwise.
+        ``removed`` (users the job would revert or let go).
     sync : SyncPreview or None
         For a sync run: the job, when it last ran, how many users it holds, and how many
         users are new, changed, unchanged, ambiguous, held and removed (``.counts``), with the
@@ -267,8 +267,9 @@ class IdentifyPreview:
         warned = probs.loc[probs["severity"] == "warning", "position"]
         warned_rows = int(np.count_nonzero(plan.state[np.unique(warned.to_numpy())] == VALID))
         sync = self.sync
-        unchanged = sync.unchanged_rows if sync is not None else 0
-        removed = sync.counts["removed"] if sync is not None else 0
+        extra = {} if sync is None else {
+            "unchanged": sync.unchanged_rows, "removed": sync.counts["removed"]
+        }  # fmt: skip
         return pd.Series(
             {
                 "rows": len(plan),
@@ -278,8 +279,7 @@ class IdentifyPreview:
                 "warnings": warned_rows,
                 "requests": len(chunks),
                 "bytes": nbytes,
-                "unchanged": unchanged,
-                "removed": removed,
+                **extra,
             },
             dtype="int64",
             name="summary",
