@@ -38,7 +38,7 @@ collect_ignore_glob = ["*.ipynb"]
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-NOTEBOOK = HERE / "widget.ipynb"
+NOTEBOOKS = (HERE / "widget.ipynb", HERE / "sync.ipynb")
 SETUP_HINT = (
     "run .ci/browser-setup (installs the distribution's Chromium with apt-get) and "
     'python -m pip install -e ".[test]" (installs JupyterLab and Playwright)'
@@ -205,15 +205,20 @@ def chromium() -> str:
 
 @pytest.fixture(scope="module")
 def lab(chromium: str, artifacts: Path) -> Iterator[Lab]:
-    """A JupyterLab server on 127.0.0.1 serving a temporary copy of ``widget.ipynb``."""
+    """A JupyterLab server on 127.0.0.1 serving temporary copies of the test notebooks."""
     home = Path(tempfile.mkdtemp(prefix="amp-pandas-lab-"))
     root = home / "root"
     root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    for notebook in NOTEBOOKS:
+        shutil.copy(notebook, root / notebook.name)
     # no "Would you like to get notified about official Jupyter news?" toast over the notebook
     notification = home / "settings" / "@jupyterlab" / "apputils-extension"
     notification.mkdir(parents=True)
     (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    # every cell stays in the page (no windowing), so a test can read any cell's output
+    notebook_settings = home / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)
+    (notebook_settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     env = dict(os.environ)
     for name, sub in (
         ("JUPYTER_CONFIG_DIR", "config"),

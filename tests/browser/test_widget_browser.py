@@ -105,7 +105,7 @@ def test_preview_widget_in_jupyterlab(lab: Any, page: Any) -> None:
     expect(tabs.nth(2)).to_have_attribute("aria-selected", "true")
     expect(problems).to_be_visible()
     expect(payloads).to_be_hidden()
-    expect(problems).to_contain_text("1 message, 1 problem")
+    expect(problems).to_contain_text("1 kind of problem, 1 problem")
     problem = problems.locator("tbody tr")
     expect(problem).to_have_count(1)
     expect(problem).to_contain_text("user_id 'null'")
@@ -144,3 +144,72 @@ def test_preview_widget_in_jupyterlab(lab: Any, page: Any) -> None:
     page.locator(".jp-Notebook .jp-Cell").nth(3).locator(".jp-InputArea-editor").click()
     page.keyboard.press("Shift+Enter")
     expect(users_output).to_have_text("sandbox users: alice-0001, bob-0002, carol-0003")
+
+
+def test_sync_preview_in_jupyterlab(lab: Any, page: Any) -> None:
+    """A sync job's next run: the header's counts, the Removed tab, Send, and the revert landed.
+
+    The notebook's job ran once for alice, bob and carol; the next cohort keeps alice as she was,
+    changes bob's plan, adds dave and drops carol (``removed="revert"``).
+    """
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=STEP_MS)
+    page.goto(lab.url("lab/tree/sync.ipynb"))
+    expect(page.locator(".jp-Notebook .jp-Cell")).to_have_count(4, timeout=START_MS)
+    kernel = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"Python 3.*\| Idle$"))
+    expect(kernel).to_be_visible(timeout=START_MS)
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    widget = page.locator(".amp-pandas-widget")
+    expect(widget).to_be_visible(timeout=START_MS)
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    expect(cells.nth(1).locator(".jp-OutputArea-output")).to_have_text(
+        "week 1: ['success', 'success', 'success']"
+    )
+    carol = cells.nth(3).locator(".jp-OutputArea-output")
+    expect(carol).to_have_text(
+        "carol: {'plan': 'team', 'cohort': 'winback-q2', 'campaigns': ['winback-q2']}"
+    )
+
+    # -- the header: the job and its counts by user, and what a Send will do
+    sync = widget.locator(".amp-sync[data-job='winback-q2']")
+    expect(sync).to_be_visible()
+    for status, count in [("unchanged", 1), ("changed", 1), ("new", 1), ("removed", 1)]:
+        expect(sync.locator(f".amp-sync-count[data-status={status}] b")).to_have_text(str(count))
+    expect(widget.locator(".amp-sync-send")).to_contain_text("revert 1 of 1 removed")
+
+    # -- the Removed tab: carol, and the identification that undoes the job's tags
+    tabs = widget.get_by_role("tab")
+    removed_tab = tabs.filter(has_text=re.compile(r"^Removed \(1\)$"))
+    expect(removed_tab).to_have_count(1)
+    removed_tab.click()
+    expect(removed_tab).to_have_attribute("aria-selected", "true")
+    removed = widget.locator(".amp-removed-tab")
+    expect(removed).to_be_visible()
+    expect(removed.locator(".amp-removed[data-mode=revert]")).to_have_attribute("data-count", "1")
+    row = removed.locator("tr.amp-removed-row[data-user='carol-0003']")
+    expect(row).to_have_count(1)
+    revert = json.loads(removed.locator("pre.amp-revert-payload").first.inner_text())
+    assert revert == {
+        "user_id": "carol-0003",
+        "user_properties": {
+            "$unset": {"cohort": "-", "plan": "-"},
+            "$remove": {"campaigns": ["winback-q2"]},
+        },
+    }
+
+    # -- Send: bob and dave go, alice is skipped, carol's revert goes
+    widget.locator(".amp-send-button").click()
+    result = widget.locator(".amp-result")
+    expect(result).to_be_visible()
+    expect(result.locator(".amp-pandas-status.amp-pandas-success")).to_have_text("2 success")
+    expect(result.locator(".amp-pandas-status.amp-pandas-unchanged")).to_have_text("1 unchanged")
+    expect(removed.locator(".amp-removed[data-sent='1']")).to_have_count(1)
+    expect(row).to_have_attribute("data-status", "success")
+    assert KEY not in widget.inner_html()
+
+    # -- carol's profile no longer carries the job's tags
+    cells.nth(3).locator(".jp-InputArea-editor").click()
+    page.keyboard.press("Shift+Enter")
+    expect(carol).to_have_text("carol: {'campaigns': []}")
