@@ -17,14 +17,16 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ._amplitude import ENDPOINTS
+from ._amplitude import ENDPOINTS, GROUP_IDENTIFY_PATH, IDENTIFY_PATH
 from ._amplitude import MAX_IDENTIFICATIONS as MAX_BATCH_SIZE
+from ._amplitude import REGIONS as HOSTS
 from ._secret import Secret
 from .errors import ConfigurationError, InsecureEndpointError, MissingApiKeyError
 
 __all__ = [
     "API_KEY_ENV",
     "EU_URL",
+    "GROUP_ENDPOINTS",
     "OPTION_NAMES",
     "REGIONS",
     "STANDARD_URL",
@@ -37,6 +39,10 @@ __all__ = [
 STANDARD_URL = ENDPOINTS["standard"]
 EU_URL = ENDPOINTS["eu"]
 REGIONS = ENDPOINTS
+#: Region name -> the Group Identify API's URL.
+GROUP_ENDPOINTS: dict[str, str] = {
+    region: host + GROUP_IDENTIFY_PATH for region, host in HOSTS.items()
+}
 API_KEY_ENV = "AMPLITUDE_API_KEY"
 
 
@@ -246,6 +252,7 @@ def resolve_settings(
     region: str = "standard",
     server_url: str | None = None,
     session: requests.Session | None = None,
+    path: str = IDENTIFY_PATH,
     **options: Any,
 ) -> SendSettings:
     """Check and assemble the sending settings.
@@ -262,6 +269,9 @@ def resolve_settings(
         A full endpoint URL that overrides ``region``. Plain ``http://`` only to loopback hosts.
     session : requests.Session, optional
         The session to send with.
+    path : str, default "/identify"
+        The API's path on the region's host (``"/groupidentify"`` for group identifications);
+        ``server_url`` is taken as the full URL and ignores it.
     **options
         Any of ``batch_size``, ``max_workers``, ``timeout``, ``throttle_pause``,
         ``throttle_budget``, ``retry_ambiguous``, ``max_retries``, ``backoff``,
@@ -316,7 +326,7 @@ def resolve_settings(
         raise ConfigurationError(
             f"api_key must be a str (or None to read {API_KEY_ENV}), got {type(api_key).__name__}"
         )
-    endpoint = REGIONS[region_key] if server_url is None else server_url
+    endpoint = HOSTS[region_key] + path if server_url is None else server_url
     return SendSettings(endpoint=endpoint, api_key=key, session=session, **options)
 
 

@@ -449,7 +449,7 @@ def header_html(preview: IdentifyPreview) -> str:
         counts.append(f'<span class="amp-count amp-{name}"{style}>{name} <b>{n:,}</b></span>')
     return (
         f'{STYLE}<div class="amp-pandas amp-header">'
-        "<b>Amplitude identify preview</b> "
+        f"<b>{html.escape(preview.title)}</b> "
         '<span class="amp-muted">— dry run, nothing sent</span><br>'
         + " · ".join(counts)
         + "<br>"
@@ -544,7 +544,7 @@ def _first_payload(preview: IdentifyPreview) -> dict[str, Any] | None:
 def preview_text(preview: IdentifyPreview) -> str:
     """The text view: counts, target, operations, problems by kind, the first identification."""
     lines = [
-        "Amplitude identify preview — dry run, nothing sent",
+        f"{preview.title} — dry run, nothing sent",
         "  " + header_line(preview),
         "  " + target_line(preview),
         "",
@@ -570,7 +570,7 @@ def preview_text(preview: IdentifyPreview) -> str:
             lines.append(f"  … {len(groups) - TEXT_GROUPS:,} more kinds: see preview.problems")
     first = _first_payload(preview)
     if first is not None:
-        lines += ["", "First identification:", "  " + json.dumps(first, ensure_ascii=False)]
+        lines += ["", f"First {preview.noun}:", "  " + json.dumps(first, ensure_ascii=False)]
     lines += ["", f"Call .send() to send the {preview.summary['valid']:,} valid rows."]
     return "\n".join(lines)
 
@@ -583,7 +583,7 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
     groups = preview_problem_groups(preview)
     parts = [
         '<div class="amp-pandas-preview">',
-        "<strong>Amplitude identify preview</strong> — dry run, nothing sent<br>",
+        f"<strong>{esc(preview.title)}</strong> — dry run, nothing sent<br>",
         f"{esc(header_line(preview))}<br>{esc(target_line(preview))}",
         "<h4>Operations</h4>",
         preview.operations.to_html(index=False, escape=True),
@@ -597,7 +597,7 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
     first = _first_payload(preview)
     if first is not None:
         parts += [
-            "<h4>First identification</h4>",
+            f"<h4>First {esc(preview.noun)}</h4>",
             "<pre>" + esc(json.dumps(first, indent=2, ensure_ascii=False)) + "</pre>",
         ]
     if hint:

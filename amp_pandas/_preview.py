@@ -16,15 +16,16 @@ from typing import Any, overload
 import numpy as np
 import pandas as pd
 
+from ._amplitude import GROUP_IDENTIFY_PATH, IDENTIFY_PATH
 from ._config import SendSettings
 from ._convert import BadValue, json_text
 from ._encode import body_overhead
 from ._plan import INVALID, SKIPPED, VALID, Plan, chunk_rows
 from ._progress import ProgressCallback
-from ._spec import IdentifySpec, Literal
+from ._spec import GroupSpec, IdentifySpec, Literal
 from .errors import AlreadySentError, SendError
 
-__all__ = ["IdentifyPreview", "PreviewPayloads"]
+__all__ = ["GroupIdentifyPreview", "IdentifyPreview", "PreviewPayloads", "group_operations_table"]
 
 _ASSUMED_KEY_LENGTH = 32  # Amplitude project API keys are 32 characters
 #: Rows decoded at a time when iterating over payloads.
@@ -149,10 +150,17 @@ class IdentifyPreview:
     [[2, 'uid', 'error']]
     """
 
+    #: The heading of the text, HTML and widget views.
+    title = "Amplitude identify preview"
+    #: What one payload is called in the views.
+    noun = "identification"
+    #: The API's path: a ``region=`` given to :meth:`send` selects this path on its host.
+    path = IDENTIFY_PATH
+
     def __init__(
         self,
         plan: Plan,
-        spec: IdentifySpec,
+        spec: IdentifySpec | GroupSpec,
         settings: SendSettings,
         operations: pd.DataFrame,
     ) -> None:
@@ -366,6 +374,7 @@ class IdentifyPreview:
         return resolve_settings(
             api_key=key,
             server_url=server_url,
+            path=self.path,
             **({"region": region} if region is not None else {}),
             **{**current, **options},
         )
@@ -439,3 +448,43 @@ def operations_table(df: pd.DataFrame, spec: IdentifySpec) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["operation", "property", "source", "non_null", "examples", "dtype"]
     )
+
+
+class GroupIdentifyPreview(IdentifyPreview):
+    """A dry run of ``df.amplitude.group_identify``: nothing has been sent.
+
+    Everything of :class:`IdentifyPreview` holds (``payloads``, ``problems``, ``summary``,
+    ``operations``, ``endpoint``, ``send()``, the text, HTML and widget views); the payloads
+    are group identifications, posted to Amplitude's Group Identify API.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import amp_pandas
+    >>> companies = pd.DataFrame({"company_id": [17, 42], "plan": ["pro", "free"]})
+    >>> preview = companies.amplitude.group_identify(
+    ...     group_type="company", group_value="company_id", set=["plan"], dry_run=True)
+    >>> preview.payloads[0]
+    {'group_type': 'company', 'group_value': '17', 'group_properties': {'$set': {'plan': 'pro'}}}
+    >>> preview.endpoint
+    'https://api2.amplitude.com/groupidentify'
+    """
+
+    title = "Amplitude group identify preview"
+    noun = "group identification"
+    path = GROUP_IDENTIFY_PATH
+
+
+def group_operations_table(df: pd.DataFrame, spec: GroupSpec) -> pd.DataFrame:
+    """One row per mapped value of a group identification, for the preview's Operations tab."""
+    as_identify = IdentifySpec(
+        user_id=None, device_id=None, operations=spec.operations, unset=spec.unset, groups=(),
+        fields=(), nulls=spec.nulls,
+    )
+    table = operations_table(df, as_identify)
+    keys = operations_table(
+        df, dataclasses.replace(as_identify, operations=(), unset=(), user_id=spec.group_type,
+                                device_id=spec.group_value),
+    )
+    keys["operation"] = "group"
+    return pd.concat([keys, table], ignore_index=True)

@@ -341,6 +341,8 @@ class _Sender:
                 state.error[some] = step.reason
                 plan = self.plan
                 ids = {*plan.user_id[some].tolist(), *plan.device_id[some].tolist()} - {None}
+                if plan.group is not None:
+                    ids |= set(plan.group[some].tolist()) - {None}
                 self.queue.requeue(item, some, not_before=now + step.delay, paused_ids=len(ids))
                 log.debug("HTTP 429: pausing %d rows (%d ids) for %g s", len(some), len(ids),
                           step.delay)
