@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._amplitude import FIELDS, GROUP_OPERATIONS, MAX_GROUP_TYPES, OPERATIONS
+from ._amplitude import FIELDS, GROUP_OPERATIONS, MAX_GROUP_TYPES, OPERATIONS, UNSET
 from .errors import (
     ArgumentError,
     ColumnNotFoundError,
@@ -431,11 +431,12 @@ def parse_group_mapping(
     """
     refused = [arg for arg in GROUP_REFUSED if operations.get(arg) is not None]
     if refused:
-        names = ", ".join(f"{arg}= ({OPERATIONS[arg]})" for arg in refused)
+        names = ", ".join(f"{arg} ({OPERATIONS[arg]})" for arg in refused)
+        documented = ", ".join((*GROUP_OPERATIONS.values(), UNSET))
         raise ArgumentError(
             f"{names}: not documented for group properties by Amplitude's Group Identify API, "
-            f"which takes {', '.join(f'{a}=' for a in GROUP_OPERATIONS)} and unset= only; "
-            "remove it (to change a list property of a group, set= the whole new list)"
+            f"which documents {documented} only; remove it (to change a list property of a "
+            "group, set the whole new list)"
         )
     known = (*GROUP_OPERATIONS, *GROUP_REFUSED)
     unknown = [arg for arg in operations if arg not in known]
