@@ -115,10 +115,13 @@ def send_plan(
             status_code=status,
             result=result,
         )
+    method = "identify" if plan.group is None else "group_identify"
     if sender.interrupted:
-        warnings.warn(_interrupted_message(result), InterruptedSendWarning, stacklevel=level)
+        warnings.warn(
+            _interrupted_message(result, method), InterruptedSendWarning, stacklevel=level
+        )
     else:
-        message = not_succeeded_message(result)
+        message = not_succeeded_message(result, method)
         if message is not None:
             warnings.warn(message, RowsNotSucceededWarning, stacklevel=level)
     return result
@@ -134,12 +137,12 @@ def _user_stacklevel() -> int:
     return level
 
 
-def _interrupted_message(result: pd.DataFrame) -> str:
+def _interrupted_message(result: pd.DataFrame, method: str = "identify") -> str:
     counts = result["status"].value_counts()
     parts = ", ".join(f"{int(counts[s]):,} {s}" for s in STATUSES if counts.get(s, 0))
     return (
         f"The send was interrupted; the result is partial ({parts}). Rows 'not_sent' were "
-        'not applied: send them with df[result.status == "not_sent"].amplitude.identify(...). '
+        f'not applied: send them with df[result.status == "not_sent"].amplitude.{method}(...). '
         "Rows 'unknown' were sent without a clear answer and may have been applied."
     )
 
@@ -218,7 +221,8 @@ class _Sender:
                 f"{int(c):,} {name}" for name, c in zip(STATUSES, rows.counts, strict=True) if c
             )
             log.info(
-                "identify: %d rows in %d requests to %s in %.1f s: %s%s",
+                "%s: %d rows in %d requests to %s in %.1f s: %s%s",
+                "identify" if plan.group is None else "group_identify",
                 len(plan),
                 self.requests_made,
                 s.endpoint,

@@ -596,3 +596,10 @@ def test_a_429_naming_groups_pauses_those_groups_only() -> None:
     plain = RequestRows.of(2)
     decision = decide(Outcome("response", status=429, body=body), plain, Policy(), now=0.0)
     assert [(s.action, s.rows.tolist()) for s in decision.steps] == [(PAUSE, [0, 1])]
+
+
+def test_warnings_name_group_identify_for_the_rerun(sb) -> None:
+    df = pd.DataFrame({"id": ["acme", None], "n": [1, 2]})
+    with pytest.warns(RowsNotSucceededWarning) as caught:
+        send(df, sb, group_type="company", group_value="id", set=["n"])
+    assert '.amplitude.group_identify(...)' in str(caught[0].message)
