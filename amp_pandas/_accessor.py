@@ -331,7 +331,7 @@ class AmplitudeAccessor:
         self,
         *,
         group_type: Hashable = None,
-        group_value: IdColumn = None,
+        group_value: Hashable = None,
         set: Columns = None,
         set_once: Columns = None,
         add: Columns = None,

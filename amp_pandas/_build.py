@@ -9,6 +9,8 @@ message's kind: the message without the cell's value), not just the first.
 A build runs in steps, one method of :class:`_Build` each: the ids, the top-level fields, the
 user properties, the groups; then each row's state; then the payloads (with the request size
 limit, known only once a row's text is measured); then the warnings on rows that will be sent.
+A group identification build (:class:`_GroupBuild`) shares :class:`_BuildBase`'s steps for the
+properties, the rows and the payloads, with the group type and value in place of the ids.
 """
 
 from __future__ import annotations
@@ -286,8 +288,9 @@ _PADDED = (
 # the build
 
 
-class _Build:
-    """One build: the frame, the mapping, and what has been found so far, row by row."""
+class _BuildBase:
+    """What every build shares: the frame, the mapping's operations (user or group properties,
+    one code path for operations, type rules and nulls), the problems found, row by row."""
 
     #: Why a row with nothing but its ids is skipped.
     nothing_to_send = "nothing to send: no property, field or group value in this row"
@@ -303,6 +306,122 @@ class _Build:
         #: warnings that concern only rows that will be sent: (positions, column, message, kind)
         self.pending: list[tuple[np.ndarray, str, list[str] | str, list[str] | str]] = []
         self.ids: dict[str, IdColumn] = {}
+
+    def warn_pending(self, valid: np.ndarray) -> None:
+        """The warnings that concern rows that will be sent, on the ``valid`` ones."""
+        for pos, column, message, kind in self.pending:
+            keep = valid[pos]
+            self.problems.add(pos[keep], column, "warning", _pick(message, keep), _pick(kind, keep))
+
+    def convert(self, slot: Slot, converter: Callable[[pd.Series], Converted]) -> Converted:
+        """The slot's column converted (a literal converted once and repeated)."""
+        c = converter(_column(self.df, slot))
+        return c.broadcast(self.n) if slot.is_literal else c
+
+    # ---- properties
+
+    def user_properties(self) -> Section:
+        """One ``(operation, parts)`` per operation, then ``$unset``."""
+        properties: Section = []
+        unset: list[Part] = []
+        for op, slots in self.spec.operations:
+            parts = []
+            numeric = op == "$add"
+            for slot in slots:
+                c = self.convert(slot, _values_converter(numeric))
+                label = _label(slot)
+                self.problems.add_bad(c, label)
+                if len(c.long_pos):
+                    self.pending.append((c.long_pos, label, _LONG, _LONG))
+                if self.spec.nulls == "unset" and op in ("$set", "$setOnce") and c.missing.any():
+                    unset.append(self.unset_where_missing(slot, c))
+                else:
+                    self.null_policy(slot, c)
+                present = c.present
+                self.content |= present
+                if op in NON_IDEMPOTENT_OPERATIONS:
+                    self.non_idempotent |= present
+                parts.append(_part(slot, c))
+            properties.append((op, parts))
+        for name in self.spec.unset:
+            unset.append(Part(name, repr(name), const=f'"{UNSET_VALUE}"'))
+            self.content[:] = True
+        if unset:
+            properties.append((UNSET, unset))
+        return properties
+
+    def unset_where_missing(self, slot: Slot, c: Converted) -> Part:
+        """``nulls="unset"``: ``$unset`` the property on the rows where its value is missing."""
+        self.content |= c.missing
+        text = pc.if_else(pa.array(c.missing), arrow_literal(UNSET_VALUE), arrow_literal(None))
+        none = np.empty(0, dtype=np.int64)
+        conv = Converted(text, ~c.missing, none, [], none, quoted=True)
+        return Part(slot.key, _label(slot), conv=conv, optional=True)
+
+    def null_policy(self, slot: Slot, c: Converted) -> None:
+        if self.spec.nulls == "error" and c.missing.any():
+            self.problems.add(
+                np.flatnonzero(c.missing),
+                _label(slot),
+                "error",
+                "missing value (nulls='error'); fill it, drop the row, or use nulls='skip'",
+            )
+
+    # ---- rows
+
+    def row_states(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's state, and for the rows not sent, why."""
+        state = np.full(self.n, VALID, dtype=np.int8)
+        state[self.problems.error_positions()] = INVALID
+        reason = self.problems.first_error_reason(self.n)
+        skipped = (state == VALID) & ~self.content
+        state[skipped] = SKIPPED
+        reason[skipped] = self.nothing_to_send
+        return state, reason
+
+    def payloads(self, section: Section, state: np.ndarray, reason: np.ndarray) -> ArrowPayloads:
+        """The valid rows' payloads; a row too large for a request of its own becomes invalid
+        (``state`` and ``reason`` updated in place)."""
+        payload = assemble(section, state == VALID)
+        over = np.flatnonzero(payload.nbytes > MAX_IDENTIFICATION_BYTES)
+        if not len(over):
+            return payload
+        template = (
+            "the identification is {size} bytes, more than one request can carry "
+            f"({MAX_IDENTIFICATION_BYTES:,} bytes within Amplitude's 1 MB limit); this value "
+            "makes {part} of them: shorten or drop it"
+        )
+        for p in over.tolist():
+            part, size = largest_part(section, p)
+            message = template.format(size=f"{int(payload.nbytes[p]):,}", part=f"{size:,}")
+            kind = template.format(size=VALUE, part=VALUE)
+            self.problems.add(np.array([p]), part.label, "error", message, kind)
+            where = part.label if part.label.startswith("literal(") else f"column {part.label!r}"
+            reason[p] = f"{where}: {message}"
+        state[over] = INVALID
+        return payload.without(over)
+
+
+def _values_converter(numeric_only: bool) -> Callable[[pd.Series], Converted]:
+    return lambda series: convert_values(series, numeric_only=numeric_only)
+
+
+def _id_messages(template: str, arg: str, values: np.ndarray) -> tuple[list[str], str]:
+    """Per row: the message with its id (its length for long ids); and the kind."""
+    messages = [template.format(arg=arg, v=repr(v), k=len(v)) for v in values]
+    return messages, template.format(arg=arg, v=VALUE, k=VALUE)
+
+
+def _pick(value: list[str] | str, keep: np.ndarray) -> list[str] | str:
+    if isinstance(value, str):
+        return value
+    return [v for v, k in zip(value, keep.tolist(), strict=True) if k]
+
+
+class _Build(_BuildBase):
+    """One build of identifications: ids, fields, user properties and groups."""
+
+    spec: IdentifySpec
 
     def plan(self) -> Plan:
         section: Section = [*self.id_parts(), *self.field_parts()]
@@ -328,17 +447,6 @@ class _Build:
             reason=reason,
             problems=self.problems.frame(self.df.index),
         )
-
-    def warn_pending(self, valid: np.ndarray) -> None:
-        """The warnings that concern rows that will be sent, on the ``valid`` ones."""
-        for pos, column, message, kind in self.pending:
-            keep = valid[pos]
-            self.problems.add(pos[keep], column, "warning", _pick(message, keep), _pick(kind, keep))
-
-    def convert(self, slot: Slot, converter: Callable[[pd.Series], Converted]) -> Converted:
-        """The slot's column converted (a literal converted once and repeated)."""
-        c = converter(_column(self.df, slot))
-        return c.broadcast(self.n) if slot.is_literal else c
 
     # ---- ids
 
@@ -435,7 +543,7 @@ class _Build:
             [template.format(v=repr(v)) for v in ids[over]], template.format(v=VALUE),
         )
 
-    # ---- fields, user properties, groups
+    # ---- fields, groups
 
     def field_parts(self) -> list[Part]:
         parts = []
@@ -446,44 +554,6 @@ class _Build:
             self.content |= c.present
             parts.append(_part(slot, c))
         return parts
-
-    def user_properties(self) -> Section:
-        """One ``(operation, parts)`` per operation, then ``$unset``."""
-        properties: Section = []
-        unset: list[Part] = []
-        for op, slots in self.spec.operations:
-            parts = []
-            numeric = op == "$add"
-            for slot in slots:
-                c = self.convert(slot, _values_converter(numeric))
-                label = _label(slot)
-                self.problems.add_bad(c, label)
-                if len(c.long_pos):
-                    self.pending.append((c.long_pos, label, _LONG, _LONG))
-                if self.spec.nulls == "unset" and op in ("$set", "$setOnce") and c.missing.any():
-                    unset.append(self.unset_where_missing(slot, c))
-                else:
-                    self.null_policy(slot, c)
-                present = c.present
-                self.content |= present
-                if op in NON_IDEMPOTENT_OPERATIONS:
-                    self.non_idempotent |= present
-                parts.append(_part(slot, c))
-            properties.append((op, parts))
-        for name in self.spec.unset:
-            unset.append(Part(name, repr(name), const=f'"{UNSET_VALUE}"'))
-            self.content[:] = True
-        if unset:
-            properties.append((UNSET, unset))
-        return properties
-
-    def unset_where_missing(self, slot: Slot, c: Converted) -> Part:
-        """``nulls="unset"``: ``$unset`` the property on the rows where its value is missing."""
-        self.content |= c.missing
-        text = pc.if_else(pa.array(c.missing), arrow_literal(UNSET_VALUE), arrow_literal(None))
-        none = np.empty(0, dtype=np.int64)
-        conv = Converted(text, ~c.missing, none, [], none, quoted=True)
-        return Part(slot.key, _label(slot), conv=conv, optional=True)
 
     def group_parts(self) -> list[Part]:
         parts: list[Part] = []
@@ -510,66 +580,6 @@ class _Build:
         )
         return parts
 
-    def null_policy(self, slot: Slot, c: Converted) -> None:
-        if self.spec.nulls == "error" and c.missing.any():
-            self.problems.add(
-                np.flatnonzero(c.missing),
-                _label(slot),
-                "error",
-                "missing value (nulls='error'); fill it, drop the row, or use nulls='skip'",
-            )
-
-    # ---- rows
-
-    def row_states(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's state, and for the rows not sent, why."""
-        state = np.full(self.n, VALID, dtype=np.int8)
-        state[self.problems.error_positions()] = INVALID
-        reason = self.problems.first_error_reason(self.n)
-        skipped = (state == VALID) & ~self.content
-        state[skipped] = SKIPPED
-        reason[skipped] = self.nothing_to_send
-        return state, reason
-
-    def payloads(self, section: Section, state: np.ndarray, reason: np.ndarray) -> ArrowPayloads:
-        """The valid rows' payloads; a row too large for a request of its own becomes invalid
-        (``state`` and ``reason`` updated in place)."""
-        payload = assemble(section, state == VALID)
-        over = np.flatnonzero(payload.nbytes > MAX_IDENTIFICATION_BYTES)
-        if not len(over):
-            return payload
-        template = (
-            "the identification is {size} bytes, more than one request can carry "
-            f"({MAX_IDENTIFICATION_BYTES:,} bytes within Amplitude's 1 MB limit); this value "
-            "makes {part} of them: shorten or drop it"
-        )
-        for p in over.tolist():
-            part, size = largest_part(section, p)
-            message = template.format(size=f"{int(payload.nbytes[p]):,}", part=f"{size:,}")
-            kind = template.format(size=VALUE, part=VALUE)
-            self.problems.add(np.array([p]), part.label, "error", message, kind)
-            where = part.label if part.label.startswith("literal(") else f"column {part.label!r}"
-            reason[p] = f"{where}: {message}"
-        state[over] = INVALID
-        return payload.without(over)
-
-
-def _values_converter(numeric_only: bool) -> Callable[[pd.Series], Converted]:
-    return lambda series: convert_values(series, numeric_only=numeric_only)
-
-
-def _id_messages(template: str, arg: str, values: np.ndarray) -> tuple[list[str], str]:
-    """Per row: the message with its id (its length for long ids); and the kind."""
-    messages = [template.format(arg=arg, v=repr(v), k=len(v)) for v in values]
-    return messages, template.format(arg=arg, v=VALUE, k=VALUE)
-
-
-def _pick(value: list[str] | str, keep: np.ndarray) -> list[str] | str:
-    if isinstance(value, str):
-        return value
-    return [v for v, k in zip(value, keep.tolist(), strict=True) if k]
-
-
 # --------------------------------------------------------------------------------------------
 # group identifications
 
@@ -590,10 +600,10 @@ _TOO_MANY_PROPERTIES = (
 GROUP_PROPERTIES = "group_properties"
 
 
-class _GroupBuild(_Build):
+class _GroupBuild(_BuildBase):
     """A build of group identifications: ``{"group_type", "group_value", "group_properties"}``.
 
-    The group properties are :meth:`_Build.user_properties` (the same operations, type rules
+    The group properties are :meth:`_BuildBase.user_properties` (the same operations, type rules
     and null policy); the group type and value are checked like ids, by Amplitude's rules for
     groups (present, not blank, at most 1024 characters).
     """

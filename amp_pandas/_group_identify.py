@@ -4,7 +4,6 @@ preview, send, over Amplitude's Group Identify API."""
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,16 +12,13 @@ import requests
 from ._amplitude import GROUP_IDENTIFY_PATH, MAX_GROUP_IDENTIFICATIONS
 from ._build import build_group_plan
 from ._config import resolve_settings
+from ._identify import Columns
 from ._preview import GroupIdentifyPreview, group_operations_table
 from ._result import SendResult
 from ._spec import NullPolicy, parse_group_mapping
 from .errors import ArgumentError, ConfigurationError
 
-__all__ = ["Columns", "group_identify"]
-
-#: What an operation takes: a list of column labels (each property named after its column), a
-#: dict ``{property: column label or literal}``, or one column label.
-Columns = Sequence[Hashable] | dict[str, Hashable] | Hashable | None
+__all__ = ["group_identify"]
 
 
 def group_identify(
@@ -38,7 +34,7 @@ def group_identify(
     unset: str | Sequence[str] | None = None,
     nulls: NullPolicy = "skip",
     dry_run: bool = False,
-    sync: Any = None,
+    sync: None = None,
     api_key: str | None = None,
     region: str = "standard",
     server_url: str | None = None,

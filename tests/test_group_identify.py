@@ -603,3 +603,23 @@ def test_warnings_name_group_identify_for_the_rerun(sb) -> None:
     with pytest.warns(RowsNotSucceededWarning) as caught:
         send(df, sb, group_type="company", group_value="id", set=["n"])
     assert '.amplitude.group_identify(...)' in str(caught[0].message)
+
+
+def test_accessor_and_function_take_exactly_the_same_arguments() -> None:
+    import inspect
+
+    from amp_pandas import AmplitudeAccessor
+    from amp_pandas._group_identify import group_identify
+
+    accessor = list(inspect.signature(AmplitudeAccessor.group_identify).parameters.values())[1:]
+    function = list(inspect.signature(group_identify).parameters.values())[1:]
+    assert [p.name for p in accessor] == [p.name for p in function]
+    for a, f in zip(accessor, function, strict=True):
+        assert (a.kind, a.default, a.annotation) == (f.kind, f.default, f.annotation), a.name
+    identify_options = inspect.signature(AmplitudeAccessor.identify).parameters
+    for name in ("api_key", "region", "server_url", "session", "batch_size", "max_workers",
+                 "timeout", "throttle_pause", "throttle_budget", "retry_ambiguous",
+                 "max_retries", "backoff", "backoff_max", "interrupt_grace", "progress",
+                 "nulls", "dry_run", "set", "set_once", "add", "append", "prepend", "unset"):
+        assert inspect.signature(group_identify).parameters[name].default == (
+            identify_options[name].default), name
