@@ -260,22 +260,24 @@ def test_1024_group_properties_per_request(sb) -> None:
     assert sb.group_profile("company", "c299") == {f"p{i}": 299 for i in range(10)}
 
 
-@given(st.lists(st.integers(min_value=0, max_value=300), min_size=1, max_size=25))
-def test_chunks_never_exceed_either_limit(sizes: list[int]) -> None:
-    from amp_pandas._plan import chunk_rows
+@given(st.lists(st.integers(min_value=0, max_value=1024), min_size=1, max_size=60),
+       st.integers(min_value=1, max_value=1024))
+def test_chunks_never_exceed_either_limit(sizes: list[int], batch_size: int) -> None:
+    import dataclasses
 
-    df = pd.DataFrame({f"p{i}": [1 if i < k else None for k in sizes] for i in range(300)})
-    df["id"] = [f"c{j % 7}" for j in range(len(sizes))]
-    p = preview(df, group_type="company", group_value="id", set=[f"p{i}" for i in range(300)])
-    plan = p.plan
-    chunks = chunk_rows(plan, batch_size=1000)
-    sent = np.concatenate(chunks) if chunks else np.empty(0, dtype=np.int64)
-    assert sorted(sent.tolist()) == [j for j, k in enumerate(sizes) if k > 0]
+    from amp_pandas._plan import Plan, chunk_rows
+
+    base = Plan.from_identifications([{"user_id": f"group-{j % 7}"} for j in range(len(sizes))])
+    plan = dataclasses.replace(base, properties=np.array(sizes, dtype=np.int64),
+                               max_rows=1024, max_properties=1024)
+    chunks = chunk_rows(plan, batch_size=batch_size)
+    sent = np.concatenate(chunks)
+    assert sorted(sent.tolist()) == list(range(len(sizes)))
     for chunk in chunks:
-        assert len(chunk) <= 1024
+        assert len(chunk) <= batch_size
         assert sum(sizes[j] for j in chunk) <= 1024
     # within one group (lane), rows keep their order across requests
-    for lane in set(plan.lane[sent].tolist()):
+    for lane in set(plan.lane.tolist()):
         rows = [j for j in sent.tolist() if plan.lane[j] == lane]
         assert rows == sorted(rows)
 
@@ -623,3 +625,55 @@ def test_accessor_and_function_take_exactly_the_same_arguments() -> None:
                  "nulls", "dry_run", "set", "set_once", "add", "append", "prepend", "unset"):
         assert inspect.signature(group_identify).parameters[name].default == (
             identify_options[name].default), name
+
+
+def _reference(rows: list[tuple[Any, Any, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The plain reading of the rules: each row's state, and the valid rows' payloads."""
+    states, payloads = [], []
+    for value, plan, seats in rows:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            states.append("invalid")
+            continue
+        props: dict[str, Any] = {}
+        if plan is not None:
+            props["$set"] = {"plan": plan}
+        if seats is not None:
+            props["$add"] = {"seats": seats}
+        if not props:
+            states.append("skipped")
+            continue
+        states.append("valid")
+        payloads.append({"group_type": "company", "group_value": str(value),
+                         "group_properties": props})
+    return states, payloads
+
+
+@given(st.lists(st.tuples(
+    st.sampled_from(["acme", "globex", "ü-co", None, "", "  ", 17, "0017"]),
+    st.sampled_from(["pro", "free", None, 'q"uote']),
+    st.one_of(st.none(), st.integers(min_value=-10**6, max_value=10**6)),
+), min_size=1, max_size=30))
+def test_build_matches_the_plain_reading(rows: list[tuple[Any, Any, Any]]) -> None:
+    df = pd.DataFrame({
+        "id": pd.Series([r[0] for r in rows], dtype=object),
+        "plan": pd.Series([r[1] for r in rows], dtype=object),
+        "seats": pd.array([r[2] for r in rows], dtype="Int64"),
+    })
+    p = preview(df, group_type="company", group_value="id", set=["plan"], add=["seats"])
+    states, payloads = _reference(rows)
+    assert list(p.payloads) == payloads
+    names = {0: "valid", 1: "invalid", 2: "skipped"}
+    assert [names[int(s)] for s in p.plan.state] == states
+    # the property count the chunker reads: one per name in each operation
+    expected = [len(x["group_properties"].get("$set", {})) + len(
+        x["group_properties"].get("$add", {})) for x in payloads]
+    assert p.plan.properties[p.plan.state == 0].tolist() == expected
+
+
+def test_a_send_override_above_1024_still_keeps_the_limit(sb) -> None:
+    df = pd.DataFrame({"id": [f"c{i}" for i in range(1100)], "n": 1})
+    p = preview(df, group_type="company", group_value="id", set=["n"],
+                server_url=sb.group_url, api_key=sb.api_key, **QUICK)
+    result = p.send(batch_size=2000)
+    assert (result.status == "success").all()
+    assert sorted(r.count for r in group_requests(sb)) == [76, 1024]
