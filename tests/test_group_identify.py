@@ -500,20 +500,31 @@ def test_preview_views_say_group_identify(companies) -> None:
     ]
 
 
-def test_widget_sends_to_the_group_endpoint(sb, companies) -> None:
+def test_widget_sends_to_the_group_endpoint_and_never_shows_the_key(companies) -> None:
     pytest.importorskip("ipywidgets")
     from amp_pandas._widget import widget_for
 
-    p = preview(companies, group_type="company", group_value="company_id", set=["plan"],
-                server_url=sb.group_url, api_key=sb.api_key, **QUICK)
-    widget = widget_for(p)
-    assert "group identify" in widget.header.value
-    widget.send_button.click()
-    deadline = time.monotonic() + 10
-    while p.result is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert p.result is not None and (p.result.status == "success").all()
-    assert sb.group_profile("company", "42") == {"plan": "free"}
+    secret = "group-widget-KEY-0a1b2c3d4e5f9f8e"
+    with Sandbox(api_key=secret) as sandbox:
+        p = preview(companies, group_type="company", group_value="company_id", set=["plan"],
+                    server_url=sandbox.group_url, api_key=secret, **QUICK)
+        widget = widget_for(p)
+        assert "Amplitude group identify preview" in widget.header.value
+        assert "/groupidentify" in widget.header.value
+        widget.send_button.click()
+        deadline = time.monotonic() + 10
+        while p.result is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert p.result is not None and (p.result.status == "success").all()
+        assert sandbox.group_profile("company", "42") == {"plan": "free"}
+        seen = []
+        stack = [widget]
+        while stack:
+            w = stack.pop()
+            seen.append(json.dumps(w.get_state(), default=str, ensure_ascii=False))
+            stack.extend(getattr(w, "children", ()))
+        assert not any(secret in text or "0a1b2c3d" in text for text in seen)
+        assert any("•••• 9f8e" in text for text in seen)
 
 
 @pytest.mark.parametrize("region, url", [
@@ -534,10 +545,15 @@ def test_region_routes_to_its_group_identify_url(region, url) -> None:
         assert b'"group_type":"company"' in body and mock.calls[0].request.url == url
 
 
-def test_send_with_a_region_override_keeps_the_group_path(sb) -> None:
+def test_send_with_a_region_override_keeps_the_group_path() -> None:
     df = pd.DataFrame({"id": ["acme"], "n": [1]})
-    p = preview(df, group_type="company", group_value="id", set=["n"])
-    assert p._with({"region": "eu"}).endpoint == "https://api.eu.amplitude.com/groupidentify"
+    p = preview(df, group_type="company", group_value="id", set=["n"], api_key="k" * 32)
+    url = "https://api.eu.amplitude.com/groupidentify"
+    with responses.RequestsMock() as mock:
+        mock.add(responses.POST, url, status=200, body="success")
+        result = p.send(region="eu", progress=False)
+        assert [c.request.url for c in mock.calls] == [url]
+    assert result.status.tolist() == ["success"]
 
 
 def test_the_key_never_appears_in_the_log_or_the_result(sb, caplog) -> None:
