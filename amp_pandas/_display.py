@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ._plan import STATE_NAMES, VALID
-from ._status import STATUSES, summarize
+from ._status import RESULT_API, STATUSES, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._preview import IdentifyPreview
@@ -683,9 +683,14 @@ def _failures_first(result: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[np.argsort(ok, kind="stable")]
 
 
+def _result_title(result: pd.DataFrame) -> str:
+    """The result's heading: ``Amplitude group identify result`` for a group send."""
+    return f"Amplitude {result.attrs.get(RESULT_API, 'identify')} result"
+
+
 def result_text(result: pd.DataFrame) -> str:
     """The text view of a result: counts by status, reasons, then the rows (failures first)."""
-    lines = [f"Amplitude identify result — {len(result):,} rows: {counts_text(result)}"]
+    lines = [f"{_result_title(result)} — {len(result):,} rows: {counts_text(result)}"]
     groups = reason_groups(result)
     if not groups.empty:
         lines.append("Not succeeded, by reason:")
@@ -704,7 +709,7 @@ def result_html(result: pd.DataFrame) -> str:
     badges = status_badges(result)
     parts = [
         '<div class="amp-pandas-result">',
-        f"<p><strong>Amplitude identify result</strong> — {len(result):,} rows: "
+        f"<p><strong>{html.escape(_result_title(result))}</strong> — {len(result):,} rows: "
         + (" · ".join(badges) or "no rows")
         + "</p>",
     ]

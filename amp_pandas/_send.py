@@ -52,6 +52,7 @@ from ._result import STATUSES, build_result, not_succeeded_message
 from ._rowstate import RowState
 from ._schedule import Item, Scheduler
 from ._secret import MASK, redact
+from ._status import RESULT_API
 from ._transport import AMBIGUOUS, RESPONSE, Connection, Outcome, post
 from .errors import AuthenticationError, InterruptedSendWarning, RowsNotSucceededWarning
 
@@ -230,7 +231,10 @@ class _Sender:
                 counts or "nothing",
                 " (interrupted)" if self.interrupted else "",
             )
-        return build_result(plan.index, rows.status, rows.http, rows.error, rows.attempts)
+        result = build_result(plan.index, rows.status, rows.http, rows.error, rows.attempts)
+        if plan.group is not None:
+            result.attrs[RESULT_API] = "group identify"
+        return result
 
     def _loop(self, executor: ThreadPoolExecutor) -> None:
         while True:

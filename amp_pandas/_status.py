@@ -11,6 +11,7 @@ import pandas as pd
 
 __all__ = [
     "FAILED",
+    "RESULT_API",
     "INVALID",
     "NOT_SENT",
     "SKIPPED",
@@ -26,6 +27,8 @@ STATUSES = ("success", "invalid", "skipped", "failed", "throttled", "unknown", "
 SUCCESS, INVALID, SKIPPED, FAILED, THROTTLED, UNKNOWN, NOT_SENT = range(len(STATUSES))
 #: Statuses that make a send warn (``skipped`` rows had nothing to send).
 WARN_STATUSES = ("invalid", "failed", "throttled", "unknown", "not_sent")
+#: The key of a result's ``attrs`` naming the API it was sent to ("identify", "group identify").
+RESULT_API = "amp_pandas_api"
 
 
 def summarize(result: pd.DataFrame) -> pd.Series:

@@ -693,3 +693,10 @@ def test_a_send_override_above_1024_still_keeps_the_limit(sb) -> None:
     result = p.send(batch_size=2000)
     assert (result.status == "success").all()
     assert sorted(r.count for r in group_requests(sb)) == [76, 1024]
+
+
+def test_the_result_says_group_identify(sb) -> None:
+    df = pd.DataFrame({"id": ["acme"], "n": [1]})
+    result = send(df, sb, group_type="company", group_value="id", set=["n"])
+    assert repr(result).startswith("Amplitude group identify result — 1 rows")
+    assert "<strong>Amplitude group identify result</strong>" in result._repr_html_()
