@@ -223,7 +223,7 @@ def _json_records(path: Path, kind: str) -> list[Any]:
             if line.strip():
                 try:
                     records.append(json.loads(line))
-                except ValueError as exc:
+                except json.JSONDecodeError as exc:
                     raise InputFileError(
                         f"cannot read {path}: line {number} is not JSON ({exc.msg}); "
                         "a JSON-lines file holds one object per line"

@@ -196,6 +196,7 @@ def _cli_table() -> tuple[tuple[re.Pattern[str], str], ...]:
     for dest in dests:
         flag = "--" + _ARG_FLAGS.get(dest, dest).replace("_", "-")
         table.append((re.compile(rf"(?<![\w-])use {dest}=(True)?"), f"use {flag}"))
+        table.append((re.compile(rf"(?<![\w-]){dest}=(True)?(?=$|[\s.;,)])"), flag))
         table.append((re.compile(rf"(?<![\w-]){dest}=(True)?"), flag + " "))
         table.append((re.compile(rf"^{dest}\b"), flag))
     for dest in ("set", "add", "append", "prepend", "remove", "unset", "groups", "fields",
@@ -223,7 +224,7 @@ def cli_words(message: str) -> str:
         _CLI_WORDS = _cli_table()
     for pattern, replacement in _CLI_WORDS:
         message = pattern.sub(replacement, message)
-    return message.replace("  ", " ").replace(" ;", ";").replace(" .", ".")
+    return message
 
 
 def _pairs(values: Sequence[str], flag: str, *, need_value: bool) -> list[tuple[str, str]]:

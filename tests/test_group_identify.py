@@ -700,3 +700,15 @@ def test_the_result_says_group_identify(sb) -> None:
     result = send(df, sb, group_type="company", group_value="id", set=["n"])
     assert repr(result).startswith("Amplitude group identify result — 1 rows")
     assert "<strong>Amplitude group identify result</strong>" in result._repr_html_()
+
+
+def test_a_second_send_is_refused_naming_group_identify(sb) -> None:
+    from amp_pandas.errors import AlreadySentError
+
+    df = pd.DataFrame({"id": ["acme"], "n": [1]})
+    p = preview(df, group_type="company", group_value="id", add=["n"],
+                server_url=sb.group_url, api_key=sb.api_key, **QUICK)
+    p.send()
+    with pytest.raises(AlreadySentError, match=r"df\.amplitude\.group_identify\(\.\.\., dry_run"):
+        p.send()
+    assert sb.group_profile("company", "acme") == {"n": 1}
