@@ -26,7 +26,6 @@ from .errors import ConfigurationError, InsecureEndpointError, MissingApiKeyErro
 __all__ = [
     "API_KEY_ENV",
     "EU_URL",
-    "GROUP_ENDPOINTS",
     "OPTION_NAMES",
     "REGIONS",
     "STANDARD_URL",
@@ -39,10 +38,6 @@ __all__ = [
 STANDARD_URL = ENDPOINTS["standard"]
 EU_URL = ENDPOINTS["eu"]
 REGIONS = ENDPOINTS
-#: Region name -> the Group Identify API's URL.
-GROUP_ENDPOINTS: dict[str, str] = {
-    region: host + GROUP_IDENTIFY_PATH for region, host in HOSTS.items()
-}
 API_KEY_ENV = "AMPLITUDE_API_KEY"
 
 
@@ -327,7 +322,41 @@ def resolve_settings(
             f"api_key must be a str (or None to read {API_KEY_ENV}), got {type(api_key).__name__}"
         )
     endpoint = HOSTS[region_key] + path if server_url is None else server_url
+    if server_url is not None:
+        _check_api_path(server_url, path)
     return SendSettings(endpoint=endpoint, api_key=key, session=session, **options)
+
+
+_API_NAMES = {IDENTIFY_PATH: "Identify API", GROUP_IDENTIFY_PATH: "Group Identify API"}
+
+
+def _check_api_path(server_url: Any, path: str) -> None:
+    """Refuse a ``server_url`` that ends in another API's path (``/identify`` given to
+    ``group_identify``, or the other way round): every request would be refused, row by row.
+
+    Examples
+    --------
+    >>> _check_api_path("http://127.0.0.1:8080/groupidentify", "/groupidentify")
+    >>> try:
+    ...     _check_api_path("http://127.0.0.1:8080/identify", "/groupidentify")
+    ... except ConfigurationError as exc:
+    ...     print(str(exc).split(": ")[0])
+    server_url http://127.0.0.1:8080/identify is the Identify API's URL, but these are sent to \
+the Group Identify API
+    """
+    if not isinstance(server_url, str):
+        return  # SendSettings says what is wrong with it
+    try:
+        url_path = urlsplit(server_url.strip()).path.rstrip("/")
+    except ValueError:
+        return
+    for other, name in _API_NAMES.items():
+        if other != path and url_path.endswith(other):
+            hint = " (a sandbox's group_url)" if path == GROUP_IDENTIFY_PATH else ""
+            raise ConfigurationError(
+                f"server_url {server_url.strip()} is the {name}'s URL, but these are sent to the "
+                f"{_API_NAMES.get(path, path)}: give its URL, ending in {path}{hint}"
+            )
 
 
 def require_key(settings: SendSettings) -> str:

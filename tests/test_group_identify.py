@@ -712,3 +712,20 @@ def test_a_second_send_is_refused_naming_group_identify(sb) -> None:
     with pytest.raises(AlreadySentError, match=r"df\.amplitude\.group_identify\(\.\.\., dry_run"):
         p.send()
     assert sb.group_profile("company", "acme") == {"n": 1}
+
+
+def test_a_server_url_of_the_other_api_is_refused(sb) -> None:
+    df = pd.DataFrame({"id": ["acme-user"], "n": [1]})
+    with pytest.raises(ConfigurationError, match=r"Identify API's URL, but these are sent to "
+                                                 r"the Group Identify API: give its URL, ending "
+                                                 r"in /groupidentify \(a sandbox's group_url\)"):
+        df.amplitude.group_identify(group_type="company", group_value="id", set=["n"],
+                                    server_url=sb.url, api_key=sb.api_key)
+    with pytest.raises(ConfigurationError, match="Group Identify API's URL, but these are sent "
+                                                 "to the Identify API"):
+        df.amplitude.identify(user_id="id", set=["n"], server_url=sb.group_url,
+                              api_key=sb.api_key)
+    p = preview(df, group_type="company", group_value="id", set=["n"], api_key=sb.api_key)
+    with pytest.raises(ConfigurationError, match="ending in /groupidentify"):
+        p.send(server_url=sb.url)
+    assert sb.requests == []  # nothing was sent
