@@ -417,6 +417,7 @@ class _Sender:
     def _report(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         paused = self.queue.paused(now)
-        waiting = waiting_text(*paused) if paused is not None else None
+        noun = "id" if self.plan.group is None else "group"
+        waiting = waiting_text(*paused, noun) if paused is not None else None
         counts = dict(zip(STATUSES, self.rows.counts.tolist(), strict=True))
         self.progress.update(counts, self.rows.pending, waiting)

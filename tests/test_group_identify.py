@@ -322,7 +322,7 @@ def test_429_pauses_only_the_throttled_group(sb) -> None:
     throttled_rows = df.index[df.id == "c3"]
     assert (result.attempts[throttled_rows] == 3).all()
     assert (result.attempts.drop(throttled_rows) <= 2).all()
-    assert waiting and all(w.endswith("for 1 throttled id") for w in waiting)
+    assert waiting and all(w.endswith("for 1 throttled group") for w in waiting)
     answered = [r.status for r in group_requests(sb)]
     assert answered.count(429) == 2
     # per-group order held: the last row of each group won
