@@ -16,6 +16,7 @@ from __future__ import annotations
 from . import _extensions, errors
 from ._accessor import AmplitudeAccessor
 from ._amplitude import FIELDS
+from ._ledger import Ledger
 from ._preview import GroupIdentifyPreview, IdentifyPreview
 from ._result import SendResult
 from ._spec import literal
@@ -26,6 +27,7 @@ __all__ = [
     "FIELDS",
     "GroupIdentifyPreview",
     "IdentifyPreview",
+    "Ledger",
     "SendResult",
     "__version__",
     "errors",

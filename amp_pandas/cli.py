@@ -1,4 +1,5 @@
-"""The ``amp-pandas`` command: ``demo``, ``sandbox``, ``identify FILE`` and ``group-identify FILE``.
+"""The ``amp-pandas`` command: ``demo``, ``sandbox``, ``identify FILE``, ``group-identify FILE``
+and ``ledger``.
 
 Exit status: 0 when everything succeeded (for ``--dry-run``: no row is invalid);
 1 when some rows did not succeed (or are invalid in a dry run), or Amplitude rejected the key;
@@ -100,6 +101,25 @@ def _parser() -> argparse.ArgumentParser:
     ident.add_argument("--retry-ambiguous", action="store_true",
                        help="also retry $add/$append/$prepend rows whose outcome is unknown")
     ident.add_argument("--no-progress", action="store_true")
+    ident.add_argument("--sync", metavar="NAME",
+                       help="run as sync job NAME: send only new and changed users, remember "
+                            "what was sent in the ledger")  # fmt: skip
+    ident.add_argument("--removed", choices=("keep", "revert"), default="keep",
+                       help="with --sync: what becomes of users the job sent before that are "
+                            "absent now (default: keep them as they are)")  # fmt: skip
+    ident.add_argument("--ledger", metavar="PATH",
+                       help="the ledger file (default: $AMP_PANDAS_LEDGER, else the user's "
+                            "data directory)")  # fmt: skip
+
+    ledger = sub.add_parser("ledger", help="list, show or forget the sync jobs of the ledger")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    for name, what in (("list", "the jobs: endpoint, users, last run, outcomes"),
+                       ("show", "the users of job JOB: outcome and what a revert undoes"),
+                       ("forget", "forget job JOB: its next run starts afresh")):  # fmt: skip
+        cmd = ledger_sub.add_parser(name, help=what)
+        if name != "list":
+            cmd.add_argument("job", metavar="JOB", help="the job's name (or its id)")
+        cmd.add_argument("--ledger", metavar="PATH", help="the ledger file")
     _add_group_identify(sub)
     return parser
 
@@ -175,6 +195,9 @@ _CLI_PHRASES: tuple[tuple[str, str], ...] = (
     (r"use literal\([^)]*\)", "use --literal PROP=VALUE"),
     (r"literal\([^)]*\)", "--literal PROP=VALUE"),
     (r"\bforce=True", "a new run"),
+    (r"(?<![\w-])sync= a job name", "--sync NAME"),
+    (r"(?<![\w-])(sync|removed|ledger)=(?=\S)", r"--\1 "),
+    (r"(?<![\w-])(sync|removed|ledger)=", r"--\1"),
 )
 _ARG_FLAGS = {"groups": "group", "fields": "field", "max_workers": "max-workers"}
 
@@ -366,6 +389,10 @@ def _identify(args: argparse.Namespace) -> int:
         options["max_workers"] = args.max_workers
     if args.retry_ambiguous:
         options["retry_ambiguous"] = True
+    if args.sync is not None:
+        options.update(sync=args.sync, removed=args.removed, ledger=args.ledger)
+    elif args.removed != "keep" or args.ledger:
+        raise _UsageError("--removed and --ledger need --sync NAME")
     preview = df.amplitude.identify(
         user_id=args.user_id,
         device_id=args.device_id,
@@ -396,7 +423,11 @@ def _finish(args: argparse.Namespace, preview: Any) -> int:
     if args.out:
         result.to_csv(args.out)
         print(f"per-row result written to {args.out}")
-    bad = result[result.status != "success"]
+    removed = getattr(result, "removed", None)
+    if removed is not None and len(removed):
+        counts = removed.status.value_counts()
+        print("removed users: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    bad = result[~result.status.isin(("success", "unchanged"))]
     if len(bad):
         shown = bad.head(10).copy()
         shown["error"] = shown["error"].map(lambda r: cli_words(r) if isinstance(r, str) else r)
@@ -448,6 +479,39 @@ def _group_identify(args: argparse.Namespace) -> int:
     return _finish(args, preview)
 
 
+def _ledger(args: argparse.Namespace) -> int:
+    """``amp-pandas ledger list|show JOB|forget JOB``."""
+    import pandas as pd
+
+    from ._ledger import Ledger
+
+    job: str | int | None = getattr(args, "job", None)
+    if isinstance(job, str) and job.isdigit():
+        job = int(job)
+    with Ledger(args.ledger) as ledger:
+        if args.ledger_command == "list":
+            jobs = ledger.jobs()
+            if not len(jobs):
+                print(f"no sync jobs in {ledger.path}")
+                return 0
+            shown = jobs[["id", "job", "endpoint_host", "users", "members", "last_run",
+                          "acknowledged", "failed", "unknown", "in_flight"]]  # fmt: skip
+            print(shown.to_string(index=False))
+            return 0
+        assert job is not None
+        if args.ledger_command == "show":
+            users = ledger.users(job)
+            users["key"] = users["key"].map(
+                lambda k: f"device {k[1:]}" if k.startswith("\x00") else k
+            )
+            with pd.option_context("display.max_colwidth", 80):
+                print(users.drop(columns=["digest"]).to_string(index=False))
+            return 0
+        n = ledger.forget(job)
+        print(f"forgot sync job {job!r} ({n:,} users); its next run sends every user")
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     from .errors import AmpPandasError, AuthenticationError
@@ -468,6 +532,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "group-identify":
             return _group_identify(args)
+        if args.command == "ledger":
+            return _ledger(args)
         return _identify(args)
     except AuthenticationError as exc:
         print(f"amp-pandas: {cli_words(str(exc))}", file=sys.stderr)
