@@ -4,6 +4,7 @@
 
     preview = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True)  # IdentifyPreview
     result = preview.send()                                                     # SendResult
+    companies.amplitude.group_identify(group_type="company", group_value="id", set=["plan"])
 
 See the README for the whole story; :mod:`amp_pandas.sandbox` is a local Amplitude-compatible
 server for rehearsals and tests. With Dask or polars imported (before or after), ``ddf.amplitude``
@@ -16,7 +17,7 @@ from . import _extensions, errors
 from ._accessor import AmplitudeAccessor
 from ._amplitude import FIELDS
 from ._ledger import Ledger
-from ._preview import IdentifyPreview
+from ._preview import GroupIdentifyPreview, IdentifyPreview
 from ._result import SendResult
 from ._spec import literal
 from ._stream import identify_file
@@ -24,6 +25,7 @@ from ._stream import identify_file
 __all__ = [
     "AmplitudeAccessor",
     "FIELDS",
+    "GroupIdentifyPreview",
     "IdentifyPreview",
     "Ledger",
     "SendResult",

@@ -10,8 +10,9 @@ from typing import overload
 import pandas as pd
 import requests
 
+from ._group_identify import group_identify
 from ._identify import Columns, IdColumn, RemovedMode, identify
-from ._preview import IdentifyPreview
+from ._preview import GroupIdentifyPreview, IdentifyPreview
 from ._result import SendResult
 from ._spec import NullPolicy
 
@@ -375,4 +376,157 @@ class AmplitudeAccessor:
             sync=sync,
             ledger=ledger,
             removed=removed,
+        )
+
+    def group_identify(
+        self,
+        *,
+        group_type: Hashable = None,
+        group_value: Hashable = None,
+        set: Columns = None,
+        set_once: Columns = None,
+        add: Columns = None,
+        append: Columns = None,
+        prepend: Columns = None,
+        unset: str | Sequence[str] | None = None,
+        nulls: NullPolicy = "skip",
+        dry_run: bool = False,
+        sync: None = None,
+        api_key: str | None = None,
+        region: str = "standard",
+        server_url: str | None = None,
+        session: requests.Session | None = None,
+        batch_size: int = 1000,
+        max_workers: int = 6,
+        timeout: float = 30.0,
+        throttle_pause: float = 15.0,
+        throttle_budget: float = 600.0,
+        retry_ambiguous: bool = False,
+        max_retries: int = 6,
+        backoff: float = 0.5,
+        backoff_max: float = 30.0,
+        interrupt_grace: float = 5.0,
+        progress: bool = True,
+        pre_insert: Columns = None,
+        post_insert: Columns = None,
+        remove: Columns = None,
+    ) -> GroupIdentifyPreview | SendResult:
+        """Set group properties (accounts, companies, workspaces) with Amplitude's Group
+        Identify API; preview or send them.
+
+        Each row becomes one group identification ``{"group_type", "group_value",
+        "group_properties"}``, posted to ``/groupidentify``. The operations, type rules,
+        literals, null policy, checks, preview and sending are those of :meth:`identify`; a
+        group's rows are sent in row order, one request at a time. Amplitude applies group
+        properties only with its Accounts add-on, and to future events only.
+
+        Parameters
+        ----------
+        group_type : str, column label or literal
+            The group type: a column of the frame when it has one of that name, else (a
+            ``str``) the type of every row; ``literal("company")`` is always a constant.
+        group_value : column label or literal
+            The group value (name or id) of each row. Integers are sent as strings; floats
+            only when whole and exact (below 2**53). Type and value must be present, not
+            blank, and at most 1024 characters.
+        set, set_once, add, append, prepend : list or dict
+            Columns for ``$set``, ``$setOnce``, ``$add``, ``$append`` and ``$prepend``, as in
+            :meth:`identify`. A row may touch at most 1024 group properties (one per name in
+            each operation): Amplitude's limit per request, which the sender also keeps.
+        unset : str or list of str, optional
+            Group property names removed on every row.
+        nulls : {"skip", "unset", "error"}, default "skip"
+            As in :meth:`identify`.
+        dry_run : bool, default False
+            ``True`` returns a :class:`~amp_pandas.GroupIdentifyPreview` instead of sending.
+        sync : None
+            Only None for now (a ledger of what was sent to each group comes later): any
+            other value is refused with an :class:`~amp_pandas.errors.ArgumentError`.
+        api_key, session, max_workers, timeout : optional
+            As in :meth:`identify`.
+        throttle_pause, throttle_budget : float, default 15 and 600
+            As in :meth:`identify`; a 429 naming throttled groups pauses those groups only.
+        retry_ambiguous, max_retries, backoff, backoff_max, interrupt_grace, progress : optional
+            As in :meth:`identify`.
+        region : {"standard", "eu"}, default "standard"
+            ``https://api2.amplitude.com/groupidentify`` or
+            ``https://api.eu.amplitude.com/groupidentify``.
+        server_url : str, optional
+            The full Group Identify URL, overriding ``region`` (e.g. a sandbox's
+            ``group_url``, which ends in ``/groupidentify``).
+        batch_size : int, default 1000
+            Group identifications per request, 1 to 1024 (Amplitude's limit); requests also
+            stay under 1024 group properties and 1 MB.
+        pre_insert, post_insert, remove
+            Refused with an :class:`~amp_pandas.errors.ArgumentError`: Amplitude does not
+            document ``$preInsert``, ``$postInsert`` and ``$remove`` for group properties.
+
+        Returns
+        -------
+        GroupIdentifyPreview or SendResult
+            The preview with ``dry_run=True``; otherwise the result, one row per input row
+            (same index): ``status``, ``http_status``, ``error``, ``attempts``.
+
+        Raises
+        ------
+        amp_pandas.errors.ArgumentError
+            Arguments that cannot work (unknown column, no group type or value, a refused
+            operation, ``sync=``...), at once.
+        amp_pandas.errors.ConfigurationError
+            Before any request: no API key, an unknown region, ``batch_size`` above 1024...
+        amp_pandas.errors.AuthenticationError
+            Amplitude rejected the key; ``.result`` holds the partial result.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> import amp_pandas
+        >>> from amp_pandas.sandbox import Sandbox
+        >>> companies = pd.DataFrame({"company_id": [17, 42], "plan": ["pro", "free"],
+        ...                           "seats": [40, 3]})
+        >>> preview = companies.amplitude.group_identify(
+        ...     group_type="company", group_value="company_id", set=["plan", "seats"],
+        ...     dry_run=True)
+        >>> preview.payloads[1]
+        {'group_type': 'company', 'group_value': '42', 'group_properties': \
+{'$set': {'plan': 'free', 'seats': 3}}}
+        >>> with Sandbox() as sb:
+        ...     result = companies.amplitude.group_identify(
+        ...         group_type="company", group_value="company_id", set=["plan", "seats"],
+        ...         server_url=sb.group_url, api_key=sb.api_key, progress=False)
+        ...     seats = sb.group_profile("company", "17")["seats"]
+        >>> result.status.tolist(), seats
+        (['success', 'success'], 40)
+        """
+        return group_identify(
+            self._obj,
+            group_type=group_type,
+            group_value=group_value,
+            set=set,
+            set_once=set_once,
+            add=add,
+            append=append,
+            prepend=prepend,
+            unset=unset,
+            nulls=nulls,
+            dry_run=dry_run,
+            sync=sync,
+            api_key=api_key,
+            region=region,
+            server_url=server_url,
+            session=session,
+            batch_size=batch_size,
+            max_workers=max_workers,
+            timeout=timeout,
+            throttle_pause=throttle_pause,
+            throttle_budget=throttle_budget,
+            retry_ambiguous=retry_ambiguous,
+            max_retries=max_retries,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            interrupt_grace=interrupt_grace,
+            progress=progress,
+            pre_insert=pre_insert,
+            post_insert=post_insert,
+            remove=remove,
         )

@@ -9,6 +9,8 @@ message's kind: the message without the cell's value), not just the first.
 A build runs in steps, one method of :class:`_Build` each: the ids, the top-level fields, the
 user properties, the groups; then each row's state; then the payloads (with the request size
 limit, known only once a row's text is measured); then the warnings on rows that will be sent.
+A group identification build (:class:`_GroupBuild`) shares :class:`_BuildBase`'s steps for the
+properties, the rows and the payloads, with the group type and value in place of the ids.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import pyarrow.compute as pc
 
 from ._amplitude import (
     MAX_BODY_BYTES,
+    MAX_GROUP_IDENTIFICATIONS,
+    MAX_GROUP_PROPERTIES,
     MAX_GROUPS,
     MAX_ID_LENGTH,
     MAX_STRING_LENGTH,
@@ -36,7 +40,7 @@ from ._amplitude import (
     UNSET,
     UNSET_VALUE,
 )
-from ._assemble import Part, Section, assemble, largest_part
+from ._assemble import Part, Section, assemble, largest_part, parts_of
 from ._convert import (
     VALUE,
     Converted,
@@ -49,9 +53,9 @@ from ._convert import (
 from ._encode import body_overhead
 from ._payloads import ArrowPayloads, Ids, arrow_literal
 from ._plan import INVALID, SKIPPED, VALID, Plan, empty_problems
-from ._spec import IdentifySpec, Literal, Slot
+from ._spec import GroupSpec, IdentifySpec, Literal, Slot
 
-__all__ = ["build_plan", "MAX_IDENTIFICATION_BYTES"]
+__all__ = ["build_group_plan", "build_plan", "MAX_IDENTIFICATION_BYTES"]
 
 #: Room left in a request for the API key (Amplitude's keys have 32 characters).
 _KEY_ROOM = 64
@@ -67,6 +71,17 @@ def build_plan(df: pd.DataFrame, spec: IdentifySpec) -> Plan:
     """
     with _gc_paused():
         return _Build(df, spec).plan()
+
+
+def build_group_plan(df: pd.DataFrame, spec: GroupSpec) -> Plan:
+    """Build every group identification of ``df`` as ``spec`` says; check every row.
+
+    The group properties are assembled and checked exactly as an identification's user
+    properties are (one code path); the group type and value take the place of the ids, and
+    the plan's lanes are the groups. Pure: reads ``df`` and never changes it.
+    """
+    with _gc_paused():
+        return _GroupBuild(df, spec).plan()
 
 
 @contextmanager
@@ -273,10 +288,14 @@ _PADDED = (
 # the build
 
 
-class _Build:
-    """One build: the frame, the mapping, and what has been found so far, row by row."""
+class _BuildBase:
+    """What every build shares: the frame, the mapping's operations (user or group properties,
+    one code path for operations, type rules and nulls), the problems found, row by row."""
 
-    def __init__(self, df: pd.DataFrame, spec: IdentifySpec) -> None:
+    #: Why a row with nothing but its ids is skipped.
+    nothing_to_send = "nothing to send: no property, field or group value in this row"
+
+    def __init__(self, df: pd.DataFrame, spec: IdentifySpec | GroupSpec) -> None:
         self.df = df
         self.spec = spec
         self.n = len(df)
@@ -287,6 +306,122 @@ class _Build:
         #: warnings that concern only rows that will be sent: (positions, column, message, kind)
         self.pending: list[tuple[np.ndarray, str, list[str] | str, list[str] | str]] = []
         self.ids: dict[str, IdColumn] = {}
+
+    def warn_pending(self, valid: np.ndarray) -> None:
+        """The warnings that concern rows that will be sent, on the ``valid`` ones."""
+        for pos, column, message, kind in self.pending:
+            keep = valid[pos]
+            self.problems.add(pos[keep], column, "warning", _pick(message, keep), _pick(kind, keep))
+
+    def convert(self, slot: Slot, converter: Callable[[pd.Series], Converted]) -> Converted:
+        """The slot's column converted (a literal converted once and repeated)."""
+        c = converter(_column(self.df, slot))
+        return c.broadcast(self.n) if slot.is_literal else c
+
+    # ---- properties
+
+    def user_properties(self) -> Section:
+        """One ``(operation, parts)`` per operation, then ``$unset``."""
+        properties: Section = []
+        unset: list[Part] = []
+        for op, slots in self.spec.operations:
+            parts = []
+            numeric = op == "$add"
+            for slot in slots:
+                c = self.convert(slot, _values_converter(numeric))
+                label = _label(slot)
+                self.problems.add_bad(c, label)
+                if len(c.long_pos):
+                    self.pending.append((c.long_pos, label, _LONG, _LONG))
+                if self.spec.nulls == "unset" and op in ("$set", "$setOnce") and c.missing.any():
+                    unset.append(self.unset_where_missing(slot, c))
+                else:
+                    self.null_policy(slot, c)
+                present = c.present
+                self.content |= present
+                if op in NON_IDEMPOTENT_OPERATIONS:
+                    self.non_idempotent |= present
+                parts.append(_part(slot, c))
+            properties.append((op, parts))
+        for name in self.spec.unset:
+            unset.append(Part(name, repr(name), const=f'"{UNSET_VALUE}"'))
+            self.content[:] = True
+        if unset:
+            properties.append((UNSET, unset))
+        return properties
+
+    def unset_where_missing(self, slot: Slot, c: Converted) -> Part:
+        """``nulls="unset"``: ``$unset`` the property on the rows where its value is missing."""
+        self.content |= c.missing
+        text = pc.if_else(pa.array(c.missing), arrow_literal(UNSET_VALUE), arrow_literal(None))
+        none = np.empty(0, dtype=np.int64)
+        conv = Converted(text, ~c.missing, none, [], none, quoted=True)
+        return Part(slot.key, _label(slot), conv=conv, optional=True)
+
+    def null_policy(self, slot: Slot, c: Converted) -> None:
+        if self.spec.nulls == "error" and c.missing.any():
+            self.problems.add(
+                np.flatnonzero(c.missing),
+                _label(slot),
+                "error",
+                "missing value (nulls='error'); fill it, drop the row, or use nulls='skip'",
+            )
+
+    # ---- rows
+
+    def row_states(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's state, and for the rows not sent, why."""
+        state = np.full(self.n, VALID, dtype=np.int8)
+        state[self.problems.error_positions()] = INVALID
+        reason = self.problems.first_error_reason(self.n)
+        skipped = (state == VALID) & ~self.content
+        state[skipped] = SKIPPED
+        reason[skipped] = self.nothing_to_send
+        return state, reason
+
+    def payloads(self, section: Section, state: np.ndarray, reason: np.ndarray) -> ArrowPayloads:
+        """The valid rows' payloads; a row too large for a request of its own becomes invalid
+        (``state`` and ``reason`` updated in place)."""
+        payload = assemble(section, state == VALID)
+        over = np.flatnonzero(payload.nbytes > MAX_IDENTIFICATION_BYTES)
+        if not len(over):
+            return payload
+        template = (
+            "the identification is {size} bytes, more than one request can carry "
+            f"({MAX_IDENTIFICATION_BYTES:,} bytes within Amplitude's 1 MB limit); this value "
+            "makes {part} of them: shorten or drop it"
+        )
+        for p in over.tolist():
+            part, size = largest_part(section, p)
+            message = template.format(size=f"{int(payload.nbytes[p]):,}", part=f"{size:,}")
+            kind = template.format(size=VALUE, part=VALUE)
+            self.problems.add(np.array([p]), part.label, "error", message, kind)
+            where = part.label if part.label.startswith("literal(") else f"column {part.label!r}"
+            reason[p] = f"{where}: {message}"
+        state[over] = INVALID
+        return payload.without(over)
+
+
+def _values_converter(numeric_only: bool) -> Callable[[pd.Series], Converted]:
+    return lambda series: convert_values(series, numeric_only=numeric_only)
+
+
+def _id_messages(template: str, arg: str, values: np.ndarray) -> tuple[list[str], str]:
+    """Per row: the message with its id (its length for long ids); and the kind."""
+    messages = [template.format(arg=arg, v=repr(v), k=len(v)) for v in values]
+    return messages, template.format(arg=arg, v=VALUE, k=VALUE)
+
+
+def _pick(value: list[str] | str, keep: np.ndarray) -> list[str] | str:
+    if isinstance(value, str):
+        return value
+    return [v for v, k in zip(value, keep.tolist(), strict=True) if k]
+
+
+class _Build(_BuildBase):
+    """One build of identifications: ids, fields, user properties and groups."""
+
+    spec: IdentifySpec
 
     def plan(self) -> Plan:
         section: Section = [*self.id_parts(), *self.field_parts()]
@@ -299,9 +434,7 @@ class _Build:
         state, reason = self.row_states()
         payload = self.payloads(section, state, reason)
         valid = state == VALID
-        for pos, column, message, kind in self.pending:
-            keep = valid[pos]
-            self.problems.add(pos[keep], column, "warning", _pick(message, keep), _pick(kind, keep))
+        self.warn_pending(valid)
         user, device = (self.sent_ids(key, slot, valid) for key, slot in
                         (("user_id", self.spec.user_id), ("device_id", self.spec.device_id)))
         return Plan.from_parts(
@@ -314,11 +447,6 @@ class _Build:
             reason=reason,
             problems=self.problems.frame(self.df.index),
         )
-
-    def convert(self, slot: Slot, converter: Callable[[pd.Series], Converted]) -> Converted:
-        """The slot's column converted (a literal converted once and repeated)."""
-        c = converter(_column(self.df, slot))
-        return c.broadcast(self.n) if slot.is_literal else c
 
     # ---- ids
 
@@ -415,7 +543,7 @@ class _Build:
             [template.format(v=repr(v)) for v in ids[over]], template.format(v=VALUE),
         )
 
-    # ---- fields, user properties, groups
+    # ---- fields, groups
 
     def field_parts(self) -> list[Part]:
         parts = []
@@ -426,44 +554,6 @@ class _Build:
             self.content |= c.present
             parts.append(_part(slot, c))
         return parts
-
-    def user_properties(self) -> Section:
-        """One ``(operation, parts)`` per operation, then ``$unset``."""
-        properties: Section = []
-        unset: list[Part] = []
-        for op, slots in self.spec.operations:
-            parts = []
-            numeric = op == "$add"
-            for slot in slots:
-                c = self.convert(slot, _values_converter(numeric))
-                label = _label(slot)
-                self.problems.add_bad(c, label)
-                if len(c.long_pos):
-                    self.pending.append((c.long_pos, label, _LONG, _LONG))
-                if self.spec.nulls == "unset" and op in ("$set", "$setOnce") and c.missing.any():
-                    unset.append(self.unset_where_missing(slot, c))
-                else:
-                    self.null_policy(slot, c)
-                present = c.present
-                self.content |= present
-                if op in NON_IDEMPOTENT_OPERATIONS:
-                    self.non_idempotent |= present
-                parts.append(_part(slot, c))
-            properties.append((op, parts))
-        for name in self.spec.unset:
-            unset.append(Part(name, repr(name), const=f'"{UNSET_VALUE}"'))
-            self.content[:] = True
-        if unset:
-            properties.append((UNSET, unset))
-        return properties
-
-    def unset_where_missing(self, slot: Slot, c: Converted) -> Part:
-        """``nulls="unset"``: ``$unset`` the property on the rows where its value is missing."""
-        self.content |= c.missing
-        text = pc.if_else(pa.array(c.missing), arrow_literal(UNSET_VALUE), arrow_literal(None))
-        none = np.empty(0, dtype=np.int64)
-        conv = Converted(text, ~c.missing, none, [], none, quoted=True)
-        return Part(slot.key, _label(slot), conv=conv, optional=True)
 
     def group_parts(self) -> list[Part]:
         parts: list[Part] = []
@@ -490,61 +580,137 @@ class _Build:
         )
         return parts
 
-    def null_policy(self, slot: Slot, c: Converted) -> None:
-        if self.spec.nulls == "error" and c.missing.any():
-            self.problems.add(
-                np.flatnonzero(c.missing),
-                _label(slot),
-                "error",
-                "missing value (nulls='error'); fill it, drop the row, or use nulls='skip'",
-            )
+# --------------------------------------------------------------------------------------------
+# group identifications
 
-    # ---- rows
+_GROUP_RULES = (
+    ("blank", "{arg} is empty or only whitespace, which names no group; fill it or drop the row"),
+    ("too_long", f"{{arg}} is longer than {MAX_ID_LENGTH} characters ({{k}}), which Amplitude "
+                 "rejects; shorten or drop it"),
+)
+_GROUP_PADDED = (
+    "{arg} {v} has leading or trailing whitespace, so Amplitude takes it for another group than "
+    "the same text without it; strip the column (e.g. with .str.strip()) unless that is meant"
+)
+_TOO_MANY_PROPERTIES = (
+    f"{{k}} group properties in one row; Amplitude takes at most {MAX_GROUP_PROPERTIES} per "
+    "request, so split them over several calls"
+)
+#: Problems about the row's properties taken together name this in their column.
+GROUP_PROPERTIES = "group_properties"
 
-    def row_states(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's state, and for the rows not sent, why."""
-        state = np.full(self.n, VALID, dtype=np.int8)
-        state[self.problems.error_positions()] = INVALID
-        reason = self.problems.first_error_reason(self.n)
-        skipped = (state == VALID) & ~self.content
-        state[skipped] = SKIPPED
-        reason[skipped] = "nothing to send: no property, field or group value in this row"
-        return state, reason
 
-    def payloads(self, section: Section, state: np.ndarray, reason: np.ndarray) -> ArrowPayloads:
-        """The valid rows' payloads; a row too large for a request of its own becomes invalid
-        (``state`` and ``reason`` updated in place)."""
-        payload = assemble(section, state == VALID)
-        over = np.flatnonzero(payload.nbytes > MAX_IDENTIFICATION_BYTES)
-        if not len(over):
-            return payload
-        template = (
-            "the identification is {size} bytes, more than one request can carry "
-            f"({MAX_IDENTIFICATION_BYTES:,} bytes within Amplitude's 1 MB limit); this value "
-            "makes {part} of them: shorten or drop it"
+class _GroupBuild(_BuildBase):
+    """A build of group identifications: ``{"group_type", "group_value", "group_properties"}``.
+
+    The group properties are :meth:`_BuildBase.user_properties` (the same operations, type rules
+    and null policy); the group type and value are checked like ids, by Amplitude's rules for
+    groups (present, not blank, at most 1024 characters).
+    """
+
+    spec: GroupSpec
+    nothing_to_send = "nothing to send: no group property value in this row"
+
+    def plan(self) -> Plan:
+        section: Section = self.group_key_parts()
+        properties = self.user_properties()
+        if properties:
+            section.append((GROUP_PROPERTIES, properties))
+        touched = self.count_properties(properties)
+        state, reason = self.row_states()
+        payload = self.payloads(section, state, reason)
+        valid = state == VALID
+        self.warn_pending(valid)
+        return Plan.from_parts(
+            index=self.df.index,
+            state=state,
+            payload=payload,
+            user_id=Ids.none(self.n),
+            device_id=Ids.none(self.n),
+            idempotent=~self.non_idempotent,
+            reason=reason,
+            problems=self.problems.frame(self.df.index),
+            group=self.groups(valid),
+            properties=np.where(valid, touched, 0),
+            max_rows=MAX_GROUP_IDENTIFICATIONS,
+            max_properties=MAX_GROUP_PROPERTIES,
         )
-        for p in over.tolist():
-            part, size = largest_part(section, p)
-            message = template.format(size=f"{int(payload.nbytes[p]):,}", part=f"{size:,}")
-            kind = template.format(size=VALUE, part=VALUE)
-            self.problems.add(np.array([p]), part.label, "error", message, kind)
-            where = part.label if part.label.startswith("literal(") else f"column {part.label!r}"
-            reason[p] = f"{where}: {message}"
-        state[over] = INVALID
-        return payload.without(over)
 
+    def group_key_parts(self) -> list[Part]:
+        """``group_type`` and ``group_value``: converted (ints as strings) and checked."""
+        parts = []
+        for slot in (self.spec.group_type, self.spec.group_value):
+            ids = convert_ids(_column(self.df, slot))
+            if slot.is_literal:
+                ids = ids.broadcast(self.n)
+            label = _label(slot)
+            self.problems.add_bad(ids.conv, label)
+            usable = self.check_group_key(ids, slot.key, label)
+            if not usable.all():
+                ids.keep(usable)
+            self.ids[slot.key] = ids
+            parts.append(Part(slot.key, label, conv=ids.conv))
+        return parts
 
-def _values_converter(numeric_only: bool) -> Callable[[pd.Series], Converted]:
-    return lambda series: convert_values(series, numeric_only=numeric_only)
+    def check_group_key(self, ids: IdColumn, arg: str, label: str) -> np.ndarray:
+        """Amplitude's rules for a group type or value, once per distinct one; returns a mask
+        of usable rows (missing ones are errors: a group identification needs both)."""
+        usable = ids.codes >= 0
+        missing = np.flatnonzero(ids.conv.missing)
+        self.problems.add(
+            missing, label, "error", f"{arg} is missing in this row; fill it or drop the row"
+        )
+        if not ids.n_unique or not usable.any():
+            return usable
+        traits = _id_traits(ids.distinct)
+        masks = {"blank": traits.blank, "too_long": traits.lengths > MAX_ID_LENGTH}
+        codes = np.where(usable, ids.codes, ids.n_unique)
 
+        def rows_of(mask: np.ndarray) -> np.ndarray:
+            return np.flatnonzero(np.append(mask, False)[codes])
 
-def _id_messages(template: str, arg: str, values: np.ndarray) -> tuple[list[str], str]:
-    """Per row: the message with its id (its length for long ids); and the kind."""
-    messages = [template.format(arg=arg, v=repr(v), k=len(v)) for v in values]
-    return messages, template.format(arg=arg, v=VALUE, k=VALUE)
+        for name, template in _GROUP_RULES:
+            p = rows_of(masks[name])
+            if len(p):
+                messages, kind = _id_messages(template, arg, ids.unique_at(ids.codes[p]))
+                self.problems.add(p, label, "error", messages, kind)
+                usable[p] = False
+        p = rows_of(traits.padded)
+        if len(p):
+            messages, kind = _id_messages(_GROUP_PADDED, arg, ids.unique_at(ids.codes[p]))
+            self.pending.append((p, label, messages, kind))
+        return usable
 
+    def count_properties(self, properties: Section) -> np.ndarray:
+        """Per row, the group properties it touches (one per name in each operation, as
+        Amplitude's per-request limit counts them); a row over the limit is an error."""
+        touched = np.zeros(self.n, dtype=np.int64)
+        for part in parts_of(properties):
+            touched += 1 if part.conv is None else part.conv.present
+        over = np.flatnonzero(touched > MAX_GROUP_PROPERTIES)
+        self.problems.add(
+            over, GROUP_PROPERTIES, "error",
+            [_TOO_MANY_PROPERTIES.format(k=int(touched[p])) for p in over],
+            _TOO_MANY_PROPERTIES.format(k=VALUE),
+        )
+        return touched
 
-def _pick(value: list[str] | str, keep: np.ndarray) -> list[str] | str:
-    if isinstance(value, str):
-        return value
-    return [v for v, k in zip(value, keep.tolist(), strict=True) if k]
+    def groups(self, valid: np.ndarray) -> Ids:
+        """Each valid row's group as ``"group_type:group_value"``; codes number the distinct
+        (type, value) pairs, so two groups whose joined text collides keep their own lanes."""
+        kind, value = self.ids["group_type"], self.ids["group_value"]
+        has = valid & (kind.codes >= 0) & (value.codes >= 0)
+        codes = np.full(self.n, -1, dtype=np.int64)
+        if not has.any():
+            return Ids(codes, np.empty(0, dtype=object))
+        pair = kind.codes[has] * np.int64(max(value.n_unique, 1)) + value.codes[has]
+        codes[has], _ = pd.factorize(pair)
+        first = np.flatnonzero(has)[np.unique(codes[has], return_index=True)[1]]
+        distinct = np.empty(len(first), dtype=object)
+        distinct[:] = [
+            f"{t}:{v}"
+            for t, v in zip(
+                kind.unique_at(kind.codes[first]), value.unique_at(value.codes[first]), strict=True
+            )
+        ]
+        return Ids(codes, distinct)

@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ._amplitude import ENDPOINTS
+from ._amplitude import ENDPOINTS, GROUP_IDENTIFY_PATH, IDENTIFY_PATH
 from ._amplitude import MAX_IDENTIFICATIONS as MAX_BATCH_SIZE
+from ._amplitude import REGIONS as HOSTS
 from ._secret import Secret
 from .errors import ConfigurationError, InsecureEndpointError, MissingApiKeyError
 
@@ -246,6 +247,7 @@ def resolve_settings(
     region: str = "standard",
     server_url: str | None = None,
     session: requests.Session | None = None,
+    path: str = IDENTIFY_PATH,
     **options: Any,
 ) -> SendSettings:
     """Check and assemble the sending settings.
@@ -262,6 +264,9 @@ def resolve_settings(
         A full endpoint URL that overrides ``region``. Plain ``http://`` only to loopback hosts.
     session : requests.Session, optional
         The session to send with.
+    path : str, default "/identify"
+        The API's path on the region's host (``"/groupidentify"`` for group identifications);
+        ``server_url`` is taken as the full URL and ignores it.
     **options
         Any of ``batch_size``, ``max_workers``, ``timeout``, ``throttle_pause``,
         ``throttle_budget``, ``retry_ambiguous``, ``max_retries``, ``backoff``,
@@ -316,8 +321,42 @@ def resolve_settings(
         raise ConfigurationError(
             f"api_key must be a str (or None to read {API_KEY_ENV}), got {type(api_key).__name__}"
         )
-    endpoint = REGIONS[region_key] if server_url is None else server_url
+    endpoint = HOSTS[region_key] + path if server_url is None else server_url
+    if server_url is not None:
+        _check_api_path(server_url, path)
     return SendSettings(endpoint=endpoint, api_key=key, session=session, **options)
+
+
+_API_NAMES = {IDENTIFY_PATH: "Identify API", GROUP_IDENTIFY_PATH: "Group Identify API"}
+
+
+def _check_api_path(server_url: Any, path: str) -> None:
+    """Refuse a ``server_url`` that ends in another API's path (``/identify`` given to
+    ``group_identify``, or the other way round): every request would be refused, row by row.
+
+    Examples
+    --------
+    >>> _check_api_path("http://127.0.0.1:8080/groupidentify", "/groupidentify")
+    >>> try:
+    ...     _check_api_path("http://127.0.0.1:8080/identify", "/groupidentify")
+    ... except ConfigurationError as exc:
+    ...     print(str(exc).split(": ")[0])
+    server_url http://127.0.0.1:8080/identify is the Identify API's URL, but these are sent to \
+the Group Identify API
+    """
+    if not isinstance(server_url, str):
+        return  # SendSettings says what is wrong with it
+    try:
+        url_path = urlsplit(server_url.strip()).path.rstrip("/")
+    except ValueError:
+        return
+    for other, name in _API_NAMES.items():
+        if other != path and url_path.endswith(other):
+            hint = " (a sandbox's group_url)" if path == GROUP_IDENTIFY_PATH else ""
+            raise ConfigurationError(
+                f"server_url {server_url.strip()} is the {name}'s URL, but these are sent to the "
+                f"{_API_NAMES.get(path, path)}: give its URL, ending in {path}{hint}"
+            )
 
 
 def require_key(settings: SendSettings) -> str:

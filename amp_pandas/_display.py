@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ._plan import STATE_NAMES, VALID
-from ._status import STATUSES, summarize
+from ._status import RESULT_API, STATUSES, summarize
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._preview import IdentifyPreview
@@ -455,7 +455,7 @@ def header_html(preview: IdentifyPreview) -> str:
         counts.append(f'<span class="amp-count amp-{name}"{style}>{name} <b>{n:,}</b></span>')
     return (
         f'{STYLE}<div class="amp-pandas amp-header">'
-        "<b>Amplitude identify preview</b> "
+        f"<b>{html.escape(preview.title)}</b> "
         '<span class="amp-muted">— dry run, nothing sent</span><br>'
         + " · ".join(counts)
         + "<br>"
@@ -690,7 +690,7 @@ def _first_payload(preview: IdentifyPreview) -> dict[str, Any] | None:
 def preview_text(preview: IdentifyPreview) -> str:
     """The text view: counts, target, operations, problems by kind, the first identification."""
     lines = [
-        "Amplitude identify preview — dry run, nothing sent",
+        f"{preview.title} — dry run, nothing sent",
         "  " + header_line(preview),
         "  " + target_line(preview),
         *("  " + line for line in sync_lines(preview)),
@@ -720,7 +720,7 @@ def preview_text(preview: IdentifyPreview) -> str:
         lines += ["", *removed]
     first = _first_payload(preview)
     if first is not None:
-        lines += ["", "First identification:", "  " + json.dumps(first, ensure_ascii=False)]
+        lines += ["", f"First {preview.noun}:", "  " + json.dumps(first, ensure_ascii=False)]
     if preview.sync is not None:
         lines += ["", f"Call .send() to run sync job {preview.sync.job!r}."]
     else:
@@ -736,7 +736,7 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
     groups = preview_problem_groups(preview)
     parts = [
         '<div class="amp-pandas-preview">',
-        "<strong>Amplitude identify preview</strong> — dry run, nothing sent<br>",
+        f"<strong>{esc(preview.title)}</strong> — dry run, nothing sent<br>",
         f"{esc(header_line(preview))}<br>{esc(target_line(preview))}"
         + sync_header_html(preview),
         "<h4>Operations</h4>",
@@ -753,7 +753,7 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
     first = _first_payload(preview)
     if first is not None:
         parts += [
-            "<h4>First identification</h4>",
+            f"<h4>First {esc(preview.noun)}</h4>",
             "<pre>" + esc(json.dumps(first, indent=2, ensure_ascii=False)) + "</pre>",
         ]
     if hint:
@@ -839,9 +839,14 @@ def _failures_first(result: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[np.argsort(ok, kind="stable")]
 
 
+def _result_title(result: pd.DataFrame) -> str:
+    """The result's heading: ``Amplitude group identify result`` for a group send."""
+    return f"Amplitude {result.attrs.get(RESULT_API, 'identify')} result"
+
+
 def result_text(result: pd.DataFrame) -> str:
     """The text view of a result: counts by status, reasons, then the rows (failures first)."""
-    lines = [f"Amplitude identify result — {len(result):,} rows: {counts_text(result)}"]
+    lines = [f"{_result_title(result)} — {len(result):,} rows: {counts_text(result)}"]
     groups = reason_groups(result)
     if not groups.empty:
         lines.append("Not succeeded, by reason:")
@@ -860,7 +865,7 @@ def result_html(result: pd.DataFrame) -> str:
     badges = status_badges(result)
     parts = [
         '<div class="amp-pandas-result">',
-        f"<p><strong>Amplitude identify result</strong> — {len(result):,} rows: "
+        f"<p><strong>{html.escape(_result_title(result))}</strong> — {len(result):,} rows: "
         + (" · ".join(badges) or "no rows")
         + "</p>",
     ]

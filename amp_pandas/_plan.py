@@ -4,7 +4,9 @@ A :class:`Plan` is the hand-off between building (``_build``) and sending (``_se
 row it holds the row's state (valid, invalid, skipped), the identification as the exact JSON bytes
 that will travel, the ids used for throttling, whether the row is safe to retry after an ambiguous
 outcome, and the *lane* of the row. A lane is a connected group of rows that share a user id or a
-device id; rows of one lane must be sent in row order and never in two requests at once.
+device id (for group identifications: one group, its type and value); rows of one lane must be
+sent in row order and never in two requests at once. The plan also carries its API's limits per
+request (identifications, and for groups the properties they touch), which the chunker obeys.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._amplitude import NON_IDEMPOTENT_OPERATIONS
+from ._amplitude import MAX_IDENTIFICATIONS, NON_IDEMPOTENT_OPERATIONS
 from ._encode import DEFAULT_BATCH_SIZE, MAX_BODY_BYTES, body_overhead
 from ._payloads import Ids, Payloads, TextPayloads
 
@@ -64,6 +66,17 @@ class Plan:
     nbytes : ndarray of int64
         Length in UTF-8 bytes of each row's payload (0 for rows that are not valid): the
         payloads' own ``payload.nbytes``.
+    group : Ids or None
+        Group identifications: each row's group as ``"group_type:group_value"`` (the form a 429
+        names throttled groups in), its codes numbering the distinct (type, value) pairs; the
+        lanes are these groups. None for user identifications.
+    properties : ndarray of int64 or None
+        Per row, the properties its identification touches (one per name in each operation),
+        when the API limits them per request.
+    max_rows : int
+        Most identifications in one request.
+    max_properties : int or None
+        Most ``properties`` in one request (None: no such limit).
     """
 
     index: pd.Index
@@ -76,6 +89,10 @@ class Plan:
     problems: pd.DataFrame
     lane: np.ndarray = field(repr=False)
     order: np.ndarray = field(repr=False)
+    group: Ids | None = field(default=None, repr=False)
+    properties: np.ndarray | None = field(default=None, repr=False)
+    max_rows: int = MAX_IDENTIFICATIONS
+    max_properties: int | None = None
 
     @classmethod
     def from_parts(
@@ -89,10 +106,21 @@ class Plan:
         idempotent: np.ndarray,
         reason: np.ndarray,
         problems: pd.DataFrame,
+        group: Ids | None = None,
+        properties: np.ndarray | None = None,
+        max_rows: int = MAX_IDENTIFICATIONS,
+        max_properties: int | None = None,
     ) -> Plan:
-        """Assemble a plan, deriving lanes and the send order."""
+        """Assemble a plan, deriving lanes and the send order.
+
+        The lane key is the ids (rows sharing a user or device id), or ``group`` when given
+        (rows of one group).
+        """
         valid = state == VALID
-        lane = compute_lanes(user_id.codes, device_id.codes, valid)
+        if group is not None:
+            lane = compute_lanes(group.codes, np.full(len(state), -1, dtype=np.int64), valid)
+        else:
+            lane = compute_lanes(user_id.codes, device_id.codes, valid)
         valid_pos = np.flatnonzero(valid)
         if len(valid_pos) == len(index):  # every row: positions are 0..n-1 already
             order = _stable_argsort(lane)
@@ -109,6 +137,10 @@ class Plan:
             problems=problems,
             lane=lane,
             order=order,
+            group=group,
+            properties=properties,
+            max_rows=max_rows,
+            max_properties=max_properties,
         )
 
     @classmethod
@@ -276,10 +308,12 @@ def chunk_rows(
 ) -> list[np.ndarray]:
     """Cut rows (positions, in send order) into requests.
 
-    Each request holds at most ``batch_size`` identifications and its body stays under
-    ``max_body_bytes``. A lane (rows sharing an id) is kept inside one request when it fits, so
-    that requests rarely depend on each other; a lane longer than a request spans consecutive
-    requests, which the sender then sends one after another. A single identification larger than
+    Each request holds at most ``batch_size`` identifications (and never more than the plan's
+    ``max_rows``), at most the plan's ``max_properties`` properties when it has that limit, and
+    its body stays under ``max_body_bytes``. A lane (rows sharing an id, or a group) is kept
+    inside one request when it fits, so that requests rarely depend on each other; a lane
+    longer than a request spans consecutive requests, which the sender then sends one after
+    another. A single identification larger than
     the byte budget gets a request of its own (the server will answer 413 for it).
 
     Examples
@@ -294,8 +328,12 @@ def chunk_rows(
     if n == 0:
         return []
     budget = max_body_bytes - (body_overhead(64) if overhead is None else overhead)
+    batch_size = min(batch_size, plan.max_rows)
     sizes = plan.nbytes[rows] + 1  # each identification plus its comma / bracket
     cum = np.concatenate(([0], np.cumsum(sizes)))
+    props = None
+    if plan.max_properties is not None and plan.properties is not None:
+        props = np.concatenate(([0], np.cumsum(plan.properties[rows])))
     lanes = plan.lane[rows]
     # position (within rows) where each row's lane run starts
     starts_flag = np.empty(n, dtype=bool)
@@ -308,6 +346,10 @@ def chunk_rows(
         end = min(s + batch_size, n)
         by_bytes = int(np.searchsorted(cum, cum[s] + budget, side="right")) - 1
         end = min(end, by_bytes)
+        if props is not None:
+            assert plan.max_properties is not None
+            by_props = int(np.searchsorted(props, props[s] + plan.max_properties, side="right"))
+            end = min(end, by_props - 1)
         if end <= s:
             end = s + 1  # one oversized identification alone
         elif end < n and lanes[end] == lanes[end - 1]:

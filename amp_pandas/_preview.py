@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, overload
 import numpy as np
 import pandas as pd
 
+from ._amplitude import GROUP_IDENTIFY_PATH, IDENTIFY_PATH
 from ._config import SendSettings
 from ._convert import BadValue, json_text
 from ._encode import body_overhead
 from ._plan import INVALID, SKIPPED, VALID, Plan, chunk_rows
 from ._progress import ProgressCallback
-from ._spec import IdentifySpec, Literal
+from ._spec import GroupSpec, IdentifySpec, Literal
 from ._syncrun import (
     RevertColumns,
     SyncOptions,
@@ -35,7 +36,7 @@ from .errors import AlreadySentError, SendError
 if TYPE_CHECKING:
     from ._result import SendResult
 
-__all__ = ["IdentifyPreview", "PreviewPayloads"]
+__all__ = ["GroupIdentifyPreview", "IdentifyPreview", "PreviewPayloads", "group_operations_table"]
 
 _ASSUMED_KEY_LENGTH = 32  # Amplitude project API keys are 32 characters
 #: Rows decoded at a time when iterating over payloads.
@@ -166,10 +167,19 @@ class IdentifyPreview:
     [[2, 'uid', 'error']]
     """
 
+    #: The heading of the text, HTML and widget views.
+    title = "Amplitude identify preview"
+    #: What one payload is called in the views.
+    noun = "identification"
+    #: The API's path: a ``region=`` given to :meth:`send` selects this path on its host.
+    path = IDENTIFY_PATH
+    #: The accessor method that builds such a preview (named in messages).
+    method = "identify"
+
     def __init__(
         self,
         plan: Plan,
-        spec: IdentifySpec,
+        spec: IdentifySpec | GroupSpec,
         settings: SendSettings,
         operations: pd.DataFrame,
         sync: SyncOptions | None = None,
@@ -377,7 +387,7 @@ throttle_budget, retry_ambiguous, max_retries, backoff, backoff_max, interrupt_g
                 "this preview was sent already; sending it again would apply $add, $append "
                 "and $prepend a second time. Its result is in preview.result. To send it "
                 "again anyway, call preview.send(force=True); to send fresh data, build a new "
-                "preview with df.amplitude.identify(..., dry_run=True)",
+                f"preview with df.amplitude.{self.method}(..., dry_run=True)",
                 result=self._result,
             )
         from ._send import send_plan
@@ -438,6 +448,7 @@ throttle_budget, retry_ambiguous, max_retries, backoff, backoff_max, interrupt_g
         return resolve_settings(
             api_key=key,
             server_url=server_url,
+            path=self.path,
             **({"region": region} if region is not None else {}),
             **{**current, **options},
         )
@@ -511,3 +522,44 @@ def operations_table(df: pd.DataFrame, spec: IdentifySpec) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["operation", "property", "source", "non_null", "examples", "dtype"]
     )
+
+
+class GroupIdentifyPreview(IdentifyPreview):
+    """A dry run of ``df.amplitude.group_identify``: nothing has been sent.
+
+    Everything of :class:`IdentifyPreview` holds (``payloads``, ``problems``, ``summary``,
+    ``operations``, ``endpoint``, ``send()``, the text, HTML and widget views); the payloads
+    are group identifications, posted to Amplitude's Group Identify API.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import amp_pandas
+    >>> companies = pd.DataFrame({"company_id": [17, 42], "plan": ["pro", "free"]})
+    >>> preview = companies.amplitude.group_identify(
+    ...     group_type="company", group_value="company_id", set=["plan"], dry_run=True)
+    >>> preview.payloads[0]
+    {'group_type': 'company', 'group_value': '17', 'group_properties': {'$set': {'plan': 'pro'}}}
+    >>> preview.endpoint
+    'https://api2.amplitude.com/groupidentify'
+    """
+
+    title = "Amplitude group identify preview"
+    noun = "group identification"
+    path = GROUP_IDENTIFY_PATH
+    method = "group_identify"
+
+
+def group_operations_table(df: pd.DataFrame, spec: GroupSpec) -> pd.DataFrame:
+    """One row per mapped value of a group identification, for the preview's Operations tab."""
+    as_identify = IdentifySpec(
+        user_id=None, device_id=None, operations=spec.operations, unset=spec.unset, groups=(),
+        fields=(), nulls=spec.nulls,
+    )
+    table = operations_table(df, as_identify)
+    keys = operations_table(
+        df, dataclasses.replace(as_identify, operations=(), unset=(), user_id=spec.group_type,
+                                device_id=spec.group_value),
+    )
+    keys["operation"] = "group"
+    return pd.concat([keys, table], ignore_index=True)

@@ -30,17 +30,17 @@ log = logging.getLogger("amp_pandas")
 ProgressCallback = Callable[[dict[str, int], "str | None"], None]
 
 
-def waiting_text(seconds: float, ids: int) -> str:
-    """``"waiting 12s for 37 throttled ids"``.
+def waiting_text(seconds: float, ids: int, noun: str = "id") -> str:
+    """``"waiting 12s for 37 throttled ids"`` (``noun="group"``: throttled groups).
 
     Examples
     --------
-    >>> waiting_text(11.2, 37), waiting_text(0.4, 1)
-    ('waiting 12s for 37 throttled ids', 'waiting 1s for 1 throttled id')
+    >>> waiting_text(11.2, 37), waiting_text(0.4, 1), waiting_text(3, 2, "group")
+    ('waiting 12s for 37 throttled ids', 'waiting 1s for 1 throttled id', \
+'waiting 3s for 2 throttled groups')
     """
-    return (
-        f"waiting {max(1, math.ceil(seconds))}s for {ids:,} throttled id{'s' if ids != 1 else ''}"
-    )
+    plural = "s" if ids != 1 else ""
+    return f"waiting {max(1, math.ceil(seconds))}s for {ids:,} throttled {noun}{plural}"
 
 
 class SendProgress:

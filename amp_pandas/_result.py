@@ -142,8 +142,10 @@ def build_result(
     )
 
 
-def not_succeeded_message(result: pd.DataFrame) -> str | None:
-    """The warning text when rows did not succeed, or ``None`` when there is nothing to say."""
+def not_succeeded_message(result: pd.DataFrame, method: str = "identify") -> str | None:
+    """The warning text when rows did not succeed, or ``None`` when there is nothing to say.
+
+    ``method`` is the accessor method the re-run hint names (``"group_identify"``...)."""
     counts = summarize(result)
     bad = counts[list(WARN_STATUSES)]
     total = int(bad.sum())
@@ -152,7 +154,8 @@ def not_succeeded_message(result: pd.DataFrame) -> str | None:
     detail = ", ".join(f"{n:,} {s}" for s, n in bad.items() if n)
     message = (
         f"{total:,} of {len(result):,} rows did not succeed ({detail}); the reasons are in "
-        f"result.error. To re-run them once the cause is fixed: {RERUN_HINT}"
+        f"result.error. To re-run them once the cause is fixed: "
+        + RERUN_HINT.replace(".identify(", f".{method}(")
     )
     if counts["unknown"]:
         message += (

@@ -126,6 +126,7 @@ class RowState:
             device_id=plan.device_id[rows],
             nbytes=plan.nbytes[rows],
             retries=retries,
+            group=None if plan.group is None else plan.group[rows],
         )
 
     def finalize(self, why: str) -> None:

@@ -91,7 +91,7 @@ class Scheduler:
     ) -> None:
         self.plan = plan
         self.done = done
-        self.batch_size = batch_size
+        self.batch_size = min(batch_size, plan.max_rows)
         self.budget = budget
         self.throttle_pause = throttle_pause
         self.n_chunks = len(chunks)
@@ -186,6 +186,8 @@ class Scheduler:
         size, nbytes = len(item.rows), int(plan.nbytes[item.rows].sum()) + len(item.rows)
         if size >= self.batch_size:
             return item
+        props, max_props = plan.properties, plan.max_properties
+        touched = int(props[item.rows].sum()) if props is not None else 0
         joined, lanes = [item], set(plan.lane[item.rows].tolist())
         held, i = self.held, 0
         while i < len(held) and size < self.batch_size:
@@ -193,14 +195,17 @@ class Scheduler:
             if other.paused_ids and other.not_before <= now and self.ready(other, now):
                 more = int(plan.nbytes[other.rows].sum()) + len(other.rows)
                 other_lanes = set(plan.lane[other.rows].tolist())
+                more_touched = int(props[other.rows].sum()) if props is not None else 0
                 if (
                     size + len(other.rows) <= self.batch_size
                     and nbytes + more <= self.budget
+                    and (max_props is None or touched + more_touched <= max_props)
                     and lanes.isdisjoint(other_lanes)
                 ):
                     del held[i]
                     joined.append(other)
                     size, nbytes = size + len(other.rows), nbytes + more
+                    touched += more_touched
                     lanes |= other_lanes
                     continue
             i += 1

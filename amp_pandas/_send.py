@@ -54,6 +54,7 @@ from ._result import STATUSES, build_result, not_succeeded_message
 from ._rowstate import RowState
 from ._schedule import Item, Scheduler
 from ._secret import MASK, redact
+from ._status import RESULT_API
 from ._transport import AMBIGUOUS, RESPONSE, Connection, Outcome, post
 from .errors import AuthenticationError, InterruptedSendWarning, RowsNotSucceededWarning
 
@@ -147,10 +148,13 @@ def send_plan(
             status_code=status,
             result=result,
         )
+    method = "identify" if plan.group is None else "group_identify"
     if sender.interrupted:
-        warnings.warn(_interrupted_message(result), InterruptedSendWarning, stacklevel=level)
+        warnings.warn(
+            _interrupted_message(result, method), InterruptedSendWarning, stacklevel=level
+        )
     else:
-        message = not_succeeded_message(result)
+        message = not_succeeded_message(result, method)
         if message is not None:
             warnings.warn(message, RowsNotSucceededWarning, stacklevel=level)
     return result
@@ -166,12 +170,12 @@ def user_stacklevel() -> int:
     return level
 
 
-def _interrupted_message(result: pd.DataFrame) -> str:
+def _interrupted_message(result: pd.DataFrame, method: str = "identify") -> str:
     counts = result["status"].value_counts()
     parts = ", ".join(f"{int(counts[s]):,} {s}" for s in STATUSES if counts.get(s, 0))
     return (
         f"The send was interrupted; the result is partial ({parts}). Rows 'not_sent' were "
-        'not applied: send them with df[result.status == "not_sent"].amplitude.identify(...). '
+        f'not applied: send them with df[result.status == "not_sent"].amplitude.{method}(...). '
         "Rows 'unknown' were sent without a clear answer and may have been applied."
     )
 
@@ -262,7 +266,8 @@ class _Sender:
                 f"{int(c):,} {name}" for name, c in zip(STATUSES, rows.counts, strict=True) if c
             )
             log.info(
-                "identify: %d rows in %d requests to %s in %.1f s: %s%s",
+                "%s: %d rows in %d requests to %s in %.1f s: %s%s",
+                "identify" if plan.group is None else "group_identify",
                 len(plan),
                 self.requests_made,
                 s.endpoint,
@@ -270,7 +275,10 @@ class _Sender:
                 counts or "nothing",
                 " (interrupted)" if self.interrupted else "",
             )
-        return build_result(plan.index, rows.status, rows.http, rows.error, rows.attempts)
+        result = build_result(plan.index, rows.status, rows.http, rows.error, rows.attempts)
+        if plan.group is not None:
+            result.attrs[RESULT_API] = "group identify"
+        return result
 
     def _loop(self, executor: ThreadPoolExecutor) -> None:
         while True:
@@ -410,6 +418,8 @@ class _Sender:
                 state.error[some] = step.reason
                 plan = self.plan
                 ids = {*plan.user_id[some].tolist(), *plan.device_id[some].tolist()} - {None}
+                if plan.group is not None:
+                    ids |= set(plan.group[some].tolist()) - {None}
                 self.queue.requeue(item, some, not_before=now + step.delay, paused_ids=len(ids))
                 log.debug("HTTP 429: pausing %d rows (%d ids) for %g s", len(some), len(ids),
                           step.delay)
@@ -476,6 +486,7 @@ class _Sender:
     def _report(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         paused = self.queue.paused(now)
-        waiting = waiting_text(*paused) if paused is not None else None
+        noun = "id" if self.plan.group is None else "group"
+        waiting = waiting_text(*paused, noun) if paused is not None else None
         counts = dict(zip(STATUSES, self.rows.counts.tolist(), strict=True))
         self.progress.update(counts, self.rows.pending, waiting)

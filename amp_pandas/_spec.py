@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ._amplitude import FIELDS, MAX_GROUP_TYPES, OPERATIONS
+from ._amplitude import FIELDS, GROUP_OPERATIONS, MAX_GROUP_TYPES, OPERATIONS, UNSET
 from .errors import (
     ArgumentError,
     ColumnNotFoundError,
@@ -31,14 +31,20 @@ from .errors import (
 
 __all__ = [
     "FIELDS",
+    "GROUP_REFUSED",
     "NULL_POLICIES",
     "OPERATIONS",
+    "GroupSpec",
     "IdentifySpec",
     "Literal",
     "NullPolicy",
     "literal",
+    "parse_group_mapping",
     "parse_mapping",
 ]
+
+#: ``identify()`` operation keywords that Amplitude does not document for group properties.
+GROUP_REFUSED: tuple[str, ...] = tuple(arg for arg in OPERATIONS if arg not in GROUP_OPERATIONS)
 
 #: What ``nulls=`` takes: what becomes of a missing cell.
 NullPolicy = typing.Literal["skip", "unset", "error"]
@@ -118,6 +124,24 @@ class IdentifySpec:
             yield from slots
         yield from self.groups
         yield from self.fields
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """A checked group mapping: which column (or literal) feeds which part of a group
+    identification. ``operations``, ``unset`` and ``nulls`` read as in :class:`IdentifySpec`."""
+
+    group_type: Slot
+    group_value: Slot
+    operations: tuple[tuple[str, tuple[Slot, ...]], ...]  # in GROUP_OPERATIONS order
+    unset: tuple[str, ...]
+    nulls: str
+
+    def all_slots(self) -> Iterable[Slot]:
+        yield self.group_type
+        yield self.group_value
+        for _, slots in self.operations:
+            yield from slots
 
 
 def _suggest(label: Any, candidates: Iterable[Any]) -> Any:
@@ -283,11 +307,7 @@ def parse_mapping(
     unknown_ops = [arg for arg in operations if arg not in OPERATIONS]
     if unknown_ops:
         raise ArgumentError(f"unknown operation argument(s): {', '.join(unknown_ops)}")
-    if not isinstance(nulls, str) or nulls not in NULL_POLICIES:
-        raise ArgumentError(
-            f"nulls={nulls!r} is not one of {', '.join(map(repr, NULL_POLICIES))}: pass one of "
-            "these strings"
-        )
+    _check_nulls(nulls)
     if user_id is None and device_id is None:
         raise MissingIdError(
             "identify() needs user_id= or device_id= (a column name, or both); Amplitude "
@@ -296,34 +316,7 @@ def parse_mapping(
     user_slot = _id_slot(df, user_id, "user_id")
     device_slot = _id_slot(df, device_id, "device_id")
 
-    ops = []
-    seen: dict[str, str] = {}
-
-    def claim(name: str, arg: str) -> None:
-        if name in seen:
-            raise DuplicatePropertyError(
-                f"property {name!r} is in both {seen[name]}= and {arg}=; Amplitude keeps only "
-                "one operation per property — remove one of them"
-            )
-        seen[name] = arg
-
-    for arg, op in OPERATIONS.items():
-        slots = _slots(df, operations.get(arg), arg)
-        for s in slots:
-            claim(s.key, arg)
-        if slots:
-            ops.append((op, slots))
-
-    if unset is None:
-        unset_names: tuple[str, ...] = ()
-    elif isinstance(unset, str):
-        unset_names = (_prop_name(unset, "unset"),)
-    elif isinstance(unset, (list, tuple, set, frozenset)):
-        unset_names = tuple(_prop_name(u, "unset") for u in unset)
-    else:
-        raise ArgumentError(f"unset: expected a list of property names, got {type(unset).__name__}")
-    for name in unset_names:
-        claim(name, "unset")
+    ops, unset_names = _parse_operations(df, operations, unset, OPERATIONS)
 
     group_slots: tuple[Slot, ...] = ()
     if groups is not None:
@@ -365,9 +358,112 @@ def parse_mapping(
     return IdentifySpec(
         user_id=user_slot,
         device_id=device_slot,
-        operations=tuple(ops),
+        operations=ops,
         unset=unset_names,
         groups=group_slots,
         fields=field_slots,
+        nulls=nulls,
+    )
+
+
+def _parse_operations(
+    df: pd.DataFrame,
+    operations: Mapping[str, Any],
+    unset: Any,
+    table: Mapping[str, str],
+) -> tuple[tuple[tuple[str, tuple[Slot, ...]], ...], tuple[str, ...]]:
+    """The operations (keyword -> operation per ``table``, in its order) and ``unset``'s names,
+    checked: each property in one operation only."""
+    ops = []
+    seen: dict[str, str] = {}
+
+    def claim(name: str, arg: str) -> None:
+        if name in seen:
+            raise DuplicatePropertyError(
+                f"property {name!r} is in both {seen[name]}= and {arg}=; Amplitude keeps only "
+                "one operation per property — remove one of them"
+            )
+        seen[name] = arg
+
+    for arg, op in table.items():
+        slots = _slots(df, operations.get(arg), arg)
+        for s in slots:
+            claim(s.key, arg)
+        if slots:
+            ops.append((op, slots))
+
+    if unset is None:
+        unset_names: tuple[str, ...] = ()
+    elif isinstance(unset, str):
+        unset_names = (_prop_name(unset, "unset"),)
+    elif isinstance(unset, (list, tuple, set, frozenset)):
+        unset_names = tuple(_prop_name(u, "unset") for u in unset)
+    else:
+        raise ArgumentError(f"unset: expected a list of property names, got {type(unset).__name__}")
+    for name in unset_names:
+        claim(name, "unset")
+    return tuple(ops), unset_names
+
+
+def _check_nulls(nulls: Any) -> None:
+    if not isinstance(nulls, str) or nulls not in NULL_POLICIES:
+        raise ArgumentError(
+            f"nulls={nulls!r} is not one of {', '.join(map(repr, NULL_POLICIES))}: pass one of "
+            "these strings"
+        )
+
+
+def parse_group_mapping(
+    df: pd.DataFrame,
+    *,
+    group_type: Any,
+    group_value: Any,
+    operations: Mapping[str, Any],
+    unset: Any = None,
+    nulls: NullPolicy = "skip",
+) -> GroupSpec:
+    """Check group_identify()'s arguments against the frame; raise at the first that cannot work.
+
+    ``group_type`` is a column label when the frame has that column, else (a ``str``) the group
+    type of every row; :func:`literal` makes a constant explicit. ``group_value`` is a column (or
+    a literal). ``operations`` may hold only :data:`~amp_pandas._amplitude.GROUP_OPERATIONS`'
+    keywords: the other operations of ``identify`` are refused, by name.
+    """
+    refused = [arg for arg in GROUP_REFUSED if operations.get(arg) is not None]
+    if refused:
+        names = ", ".join(f"{arg} ({OPERATIONS[arg]})" for arg in refused)
+        documented = ", ".join((*GROUP_OPERATIONS.values(), UNSET))
+        raise ArgumentError(
+            f"{names}: not documented for group properties by Amplitude's Group Identify API, "
+            f"which documents {documented} only; remove it (to change a list property of a "
+            "group, set the whole new list)"
+        )
+    known = (*GROUP_OPERATIONS, *GROUP_REFUSED)
+    unknown = [arg for arg in operations if arg not in known]
+    if unknown:
+        raise ArgumentError(f"unknown operation argument(s): {', '.join(unknown)}")
+    _check_nulls(nulls)
+    if group_type is None or group_value is None:
+        missing = " and ".join(
+            name for name, v in (("group_type=", group_type), ("group_value=", group_value))
+            if v is None
+        )
+        raise MissingIdError(
+            f"group_identify() needs {missing}: every group identification names a group type "
+            "(a string, or a column) and a group value (a column)"
+        )
+    if isinstance(group_type, str) and not _is_column(df, group_type):
+        type_source: Any = Literal(_prop_name(group_type, "group_type", "group type"))
+    else:
+        type_source = group_type
+    type_slot = _id_slot(df, type_source, "group_type")
+    value_slot = _id_slot(df, group_value, "group_value")
+    assert type_slot is not None and value_slot is not None
+    ops, unset_names = _parse_operations(df, operations, unset, GROUP_OPERATIONS)
+    return GroupSpec(
+        group_type=type_slot,
+        group_value=value_slot,
+        operations=ops,
+        unset=unset_names,
         nulls=nulls,
     )

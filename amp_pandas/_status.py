@@ -11,6 +11,7 @@ import pandas as pd
 
 __all__ = [
     "FAILED",
+    "RESULT_API",
     "INVALID",
     "NOT_SENT",
     "SKIPPED",
@@ -30,6 +31,8 @@ SUCCESS, INVALID, SKIPPED, FAILED, THROTTLED, UNKNOWN, NOT_SENT, UNCHANGED = ran
 #: Statuses that make a send warn (``skipped`` rows had nothing to send; ``unchanged`` rows of a
 #: sync run were acknowledged before, byte for byte, and are not sent again).
 WARN_STATUSES = ("invalid", "failed", "throttled", "unknown", "not_sent")
+#: The key of a result's ``attrs`` naming the API it was sent to ("identify", "group identify").
+RESULT_API = "amp_pandas_api"
 
 
 def summarize(result: pd.DataFrame) -> pd.Series:

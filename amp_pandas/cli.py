@@ -1,6 +1,7 @@
-"""The ``amp-pandas`` command: ``demo``, ``sandbox``, ``identify FILE`` and ``ledger``.
+"""The ``amp-pandas`` command: ``demo``, ``sandbox``, ``identify FILE``, ``group-identify FILE``
+and ``ledger``.
 
-Exit status: 0 when everything succeeded (for ``identify --dry-run``: no row is invalid);
+Exit status: 0 when everything succeeded (for ``--dry-run``: no row is invalid);
 1 when some rows did not succeed (or are invalid in a dry run), or Amplitude rejected the key;
 2 for bad arguments or an unreadable file, with a one-line message on stderr.
 """
@@ -18,11 +19,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._amplitude import OPERATIONS
+from ._amplitude import GROUP_OPERATIONS, OPERATIONS
 
 __all__ = ["main"]
 
 _OPERATIONS = tuple((arg.replace("_", "-"), op) for arg, op in OPERATIONS.items())
+_GROUP_OPERATIONS = tuple((arg.replace("_", "-"), op) for arg, op in GROUP_OPERATIONS.items())
+#: identify's other operations: group-identify takes them only to refuse them with a reason.
+_GROUP_REFUSED = tuple(item for item in _OPERATIONS if item not in _GROUP_OPERATIONS)
 
 
 class _UsageError(Exception):
@@ -116,7 +120,69 @@ def _parser() -> argparse.ArgumentParser:
         if name != "list":
             cmd.add_argument("job", metavar="JOB", help="the job's name (or its id)")
         cmd.add_argument("--ledger", metavar="PATH", help="the ledger file")
+    _add_group_identify(sub)
     return parser
+
+
+def _add_group_identify(sub: Any) -> None:
+    """The ``group-identify FILE`` subcommand: its options read as ``identify``'s do."""
+    group = sub.add_parser(
+        "group-identify",
+        help="send (or --dry-run) one group identification per row of a file (group properties)",
+        description=(
+            "Each row of FILE becomes one group identification, posted to Amplitude's Group "
+            "Identify API. Every NAME=SOURCE pair reads as 'NAME takes its value from SOURCE': "
+            "--set plan=plan_col sets the group property 'plan' from the column 'plan_col'; a "
+            "bare --set plan uses the column 'plan'. The group value column is read as text. "
+            "The API key comes from the AMPLITUDE_API_KEY environment variable."
+        ),
+    )
+    group.add_argument("file", help="a .csv, .tsv, .parquet, .jsonl/.ndjson or .json file")
+    kind = group.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--group-type", metavar="TYPE", help="the group type of every row")
+    kind.add_argument("--group-type-column", metavar="COL", help="the column of group types")
+    group.add_argument("--group-value", metavar="COL", required=True,
+                       help="the column of group values (names or ids)")
+    for flag, op in _GROUP_OPERATIONS:
+        group.add_argument(
+            f"--{flag}",
+            metavar="PROP[=COL]",
+            action="append",
+            default=[],
+            help=f"{op} group property PROP from column COL (default: the column PROP); "
+            "repeatable",
+        )
+    for flag, _ in _GROUP_REFUSED:  # refused by group_identify, which says why
+        group.add_argument(f"--{flag}", action="append", default=[], help=argparse.SUPPRESS)
+    group.add_argument(
+        "--literal",
+        metavar="PROP=VALUE",
+        action="append",
+        default=[],
+        help="$set PROP to VALUE on every row (VALUE read as JSON when it parses, else text)",
+    )
+    group.add_argument("--unset", metavar="PROP", action="append", default=[],
+                       help="$unset group property PROP on every row; repeatable")
+    group.add_argument(
+        "--missing",
+        metavar="TEXT",
+        action="append",
+        default=[],
+        help="a CSV text that means 'missing' besides the empty cell (e.g. NULL); repeatable",
+    )
+    group.add_argument("--nulls", choices=("skip", "unset", "error"), default="skip",
+                       help="what a missing cell does (default: skip it)")
+    group.add_argument("--region", choices=("standard", "eu"), default="standard")
+    group.add_argument("--server-url", metavar="URL",
+                       help="send here instead (the full .../groupidentify URL, e.g. a sandbox's)")
+    group.add_argument("--dry-run", action="store_true", help="check and show; send nothing")
+    group.add_argument("--out", metavar="RESULT.csv", help="write the per-row result here")
+    group.add_argument("--batch-size", type=int,
+                       help="group identifications per request (at most 1024)")
+    group.add_argument("--max-workers", type=int, help="requests in flight at once")
+    group.add_argument("--retry-ambiguous", action="store_true",
+                       help="also retry $add/$append/$prepend rows whose outcome is unknown")
+    group.add_argument("--no-progress", action="store_true")
 
 
 #: Python spellings in library messages, and how the command line says the same.
@@ -137,13 +203,19 @@ _ARG_FLAGS = {"groups": "group", "fields": "field", "max_workers": "max-workers"
 
 
 def _cli_table() -> tuple[tuple[re.Pattern[str], str], ...]:
-    """The phrases above, then every option name of ``identify`` as its flag."""
+    """The phrases above, then every option name of ``identify`` (and ``group-identify``) as
+    its flag."""
     table = [(re.compile(p), r) for p, r in _CLI_PHRASES]
-    ident = next(
+    commands = next(
         a for a in _parser()._subparsers._actions  # type: ignore[union-attr]
         if isinstance(a, argparse._SubParsersAction)
-    ).choices["identify"]
-    dests = sorted({a.dest for a in ident._actions if "_" in a.dest}, key=len, reverse=True)
+    ).choices
+    dests = sorted(
+        {a.dest for name in ("identify", "group-identify") for a in commands[name]._actions
+         if "_" in a.dest},
+        key=len,
+        reverse=True,
+    )
     for dest in dests:
         flag = "--" + _ARG_FLAGS.get(dest, dest).replace("_", "-")
         table.append((re.compile(rf"(?<![\w-])use {dest}=(True)?"), f"use {flag}"))
@@ -219,8 +291,11 @@ def check_writable(path: str) -> None:
         p.unlink()
 
 
-def _mapping(args: argparse.Namespace) -> dict[str, Any]:
-    """The identify() mapping from the options; a property named twice is a usage error."""
+def _mapping(
+    args: argparse.Namespace, operations: Sequence[tuple[str, str]] = _OPERATIONS
+) -> dict[str, Any]:
+    """The identify() (or group_identify()) mapping from the options; a property named twice
+    is a usage error."""
     from amp_pandas import literal
 
     mapping: dict[str, Any] = {}
@@ -229,12 +304,12 @@ def _mapping(args: argparse.Namespace) -> dict[str, Any]:
     def claim(prop: str, option: str) -> None:
         if prop in seen:
             raise _UsageError(
-                f"user property {prop!r} is given by both {seen[prop]} and {option}; "
+                f"property {prop!r} is given by both {seen[prop]} and {option}; "
                 "each property may come from one option only"
             )
         seen[prop] = option
 
-    for flag, _ in _OPERATIONS:
+    for flag, _ in operations:
         items = getattr(args, flag.replace("-", "_"))
         for prop, column in _pairs(items, flag, need_value=False):
             claim(prop, f"--{flag} {prop}={column}" if prop != column else f"--{flag} {prop}")
@@ -247,7 +322,7 @@ def _mapping(args: argparse.Namespace) -> dict[str, Any]:
     if args.unset:
         mapping["unset"] = list(args.unset)
     for option, key in (("group", "groups"), ("field", "fields")):
-        pairs = _pairs(getattr(args, option), option, need_value=True)
+        pairs = _pairs(getattr(args, option, []), option, need_value=True)
         names = [name for name, _ in pairs]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -300,7 +375,6 @@ def _identify(args: argparse.Namespace) -> int:
     import amp_pandas  # noqa: F401  (registers df.amplitude)
 
     from ._files import read_table
-    from .errors import InterruptedSendWarning
 
     if args.out:
         check_writable(args.out)
@@ -330,6 +404,13 @@ def _identify(args: argparse.Namespace) -> int:
         **mapping,
         **options,
     )
+    return _finish(args, preview)
+
+
+def _finish(args: argparse.Namespace, preview: Any) -> int:
+    """Show a dry run, or send the preview (SIGTERM stops it like Ctrl-C) and report."""
+    from .errors import InterruptedSendWarning
+
     if args.dry_run:
         print(cli_words(repr(preview)))
         return 1 if preview.summary["invalid"] else 0
@@ -361,6 +442,41 @@ def _identify(args: argparse.Namespace) -> int:
         )
         return 143 if state["terminated"] else 130
     return 0 if len(bad) == 0 else 1
+
+
+def _group_identify(args: argparse.Namespace) -> int:
+    import amp_pandas  # noqa: F401  (registers df.amplitude)
+    from amp_pandas import literal
+
+    from ._files import read_table
+
+    if args.out:
+        check_writable(args.out)
+    mapping = _mapping(args, _GROUP_OPERATIONS + _GROUP_REFUSED)
+    keep_text = [c for c in (args.group_type_column, args.group_value) if c]
+    df = read_table(args.file, missing=args.missing, keep_text=keep_text)
+    group_type: Any = (
+        args.group_type_column if args.group_type is None else literal(args.group_type)
+    )
+    options: dict[str, Any] = {}
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
+    if args.max_workers is not None:
+        options["max_workers"] = args.max_workers
+    if args.retry_ambiguous:
+        options["retry_ambiguous"] = True
+    preview = df.amplitude.group_identify(
+        group_type=group_type,
+        group_value=args.group_value,
+        nulls=args.nulls,
+        region=args.region,
+        server_url=args.server_url,
+        dry_run=True,
+        progress=not args.no_progress,
+        **mapping,
+        **options,
+    )
+    return _finish(args, preview)
 
 
 def _ledger(args: argparse.Namespace) -> int:
@@ -414,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kwargs["api_key"] = args.api_key
             serve(**kwargs)
             return 0
+        if args.command == "group-identify":
+            return _group_identify(args)
         if args.command == "ledger":
             return _ledger(args)
         return _identify(args)

@@ -86,6 +86,7 @@ def test_all_is_explicit_sorted_and_complete() -> None:
     assert amp_pandas.__all__ == [
         "AmplitudeAccessor",
         "FIELDS",
+        "GroupIdentifyPreview",
         "IdentifyPreview",
         "Ledger",
         "SendResult",

@@ -21,6 +21,7 @@ def test_the_three_notebooks_are_there() -> None:
         "02-cohort-tagging.ipynb",
         "03-failures-and-throttling.ipynb",
         "04-weekly-cohort-sync.ipynb",
+        "05-account-properties.ipynb",
         "06-large-exports.ipynb",
     ]
 
