@@ -424,19 +424,26 @@ class SyncPreview:
         """What a Send will do, in one sentence."""
         c = self.counts
         sent_users = c["new"] + c["changed"] + c["ambiguous"]
-        parts = [f"send {self.send_rows:,} rows of {sent_users:,} new or changed users"]
+        parts = [
+            f"send {_n(self.send_rows, 'row')} of {_n(sent_users, 'new or changed user')}"
+        ]
         if c["unchanged"]:
-            parts.append(f"skip {c['unchanged']:,} unchanged users")
+            parts.append(f"skip {_n(c['unchanged'], 'unchanged user')}")
         if c["held"]:
-            parts.append(f"hold {c['held']:,} ambiguous users (unknown)")
+            parts.append(f"hold {_n(c['held'], 'ambiguous user')} (unknown)")
         n_removed = c["removed"]
         if n_removed:
             if self.removed_mode == "revert":
                 n_revert = int(self.reverts["identification"].notna().sum())
-                parts.append(f"revert {n_revert:,} of {n_removed:,} removed users")
+                parts.append(f"revert {n_revert:,} of {_n(n_removed, 'removed user')}")
             else:
-                parts.append(f"keep {n_removed:,} removed users as they are")
+                parts.append(f"keep {_n(n_removed, 'removed user')} as they are")
         return "A Send will " + ", ".join(parts) + f" (sync job {self.job!r})."
+
+
+def _n(count: int, noun: str) -> str:
+    """``1 row``, ``2 rows``: a count and its noun, plural when not one."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def _reverts_frame(plan: SyncPlan, *, send: bool) -> pd.DataFrame:

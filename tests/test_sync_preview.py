@@ -66,8 +66,8 @@ def test_text_view_says_the_plan_and_what_a_send_will_do(week2: Any) -> None:
     assert "holds 3 users" in text
     assert ("users: unchanged 1 · changed 1 · new 1 · removed 1 (revert) · ambiguous 0 "
             "· held 0") in text  # fmt: skip
-    assert ("A Send will send 2 rows of 2 new or changed users, skip 1 unchanged users, revert "
-            "1 of 1 removed users (sync job 'weekly').") in text  # fmt: skip
+    assert ("A Send will send 2 rows of 2 new or changed users, skip 1 unchanged user, revert "
+            "1 of 1 removed user (sync job 'weekly').") in text  # fmt: skip
     assert ('user-3: {"user_id": "user-3", "user_properties": {"$unset": {"plan": "-"}, '
             '"$remove": {"campaigns": ["q2"]}}}') in text  # fmt: skip
 

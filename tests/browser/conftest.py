@@ -112,7 +112,8 @@ class Lab:
 
     def url(self, path: str) -> str:
         """The URL of ``path`` on the server, with the token (for the browser's first visit)."""
-        return f"{self.base}{path}?token={self.token}"
+        sep = "&" if "?" in path else "?"
+        return f"{self.base}{path}{sep}token={self.token}"
 
     def api(self, path: str, method: str = "GET", timeout: float = 5.0) -> Any:
         request = urllib.request.Request(

@@ -9,6 +9,7 @@ four rows (three valid, one whose id ``"null"`` Amplitude rejects), not read fro
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -21,6 +22,15 @@ KEY = "browser-test-key-9f3a"  # the sandbox key the notebook sets
 #: with everything else on a CI machine); starting the kernel and the first run get longer.
 STEP_MS = 30_000
 START_MS = 90_000
+
+
+def document(page: Any, widget: Any, name: str) -> None:
+    """With ``AMP_PANDAS_SCREENSHOTS=DIR`` set, save what the page shows as ``DIR/name`` (the
+    README's pictures are made this way: ``AMP_PANDAS_SCREENSHOTS=docs pytest -m browser``)."""
+    folder = os.environ.get("AMP_PANDAS_SCREENSHOTS")
+    if folder:
+        widget.scroll_into_view_if_needed()
+        page.screenshot(path=os.path.join(folder, name))
 
 
 def payload(user: str, plan: str, logins: int) -> dict[str, Any]:
@@ -115,6 +125,7 @@ def test_preview_widget_in_jupyterlab(lab: Any, page: Any) -> None:
     tabs.nth(0).click()
     expect(operations).to_be_visible()
     expect(problems).to_be_hidden()
+    document(page, widget, "preview.png")
 
     # -- Send: the three valid rows to the sandbox, then the result in the widget
     send = widget.get_by_role("button", name="Send 3 rows")
@@ -155,7 +166,7 @@ def test_sync_preview_in_jupyterlab(lab: Any, page: Any) -> None:
     from playwright.sync_api import expect
 
     expect.set_options(timeout=STEP_MS)
-    page.goto(lab.url("lab/tree/sync.ipynb"))
+    page.goto(lab.url("lab/tree/sync.ipynb?reset"))  # a fresh workspace: one notebook open
     expect(page.locator(".jp-Notebook .jp-Cell")).to_have_count(4, timeout=START_MS)
     kernel = page.locator("#jp-main-statusbar").get_by_text(re.compile(r"Python 3.*\| Idle$"))
     expect(kernel).to_be_visible(timeout=START_MS)
@@ -177,7 +188,7 @@ def test_sync_preview_in_jupyterlab(lab: Any, page: Any) -> None:
     expect(sync).to_be_visible()
     for status, count in [("unchanged", 1), ("changed", 1), ("new", 1), ("removed", 1)]:
         expect(sync.locator(f".amp-sync-count[data-status={status}] b")).to_have_text(str(count))
-    expect(widget.locator(".amp-sync-send")).to_contain_text("revert 1 of 1 removed")
+    expect(widget.locator(".amp-sync-send")).to_contain_text("skip 1 unchanged user, revert 1 of 1 removed user")
 
     # -- the Removed tab: carol, and the identification that undoes the job's tags
     tabs = widget.get_by_role("tab")
@@ -190,6 +201,7 @@ def test_sync_preview_in_jupyterlab(lab: Any, page: Any) -> None:
     expect(removed.locator(".amp-removed[data-mode=revert]")).to_have_attribute("data-count", "1")
     row = removed.locator("tr.amp-removed-row[data-user='carol-0003']")
     expect(row).to_have_count(1)
+    document(page, widget, "sync-preview.png")
     revert = json.loads(removed.locator("pre.amp-revert-payload").first.inner_text())
     assert revert == {
         "user_id": "carol-0003",
