@@ -153,6 +153,8 @@ class AggregatePreview:
         The URL the identifications would be posted to.
     result : pandas.DataFrame or None
         What the last :meth:`send` returned.
+    first : dict or None
+        The first valid identification, as it will be sent (when the entry point kept it).
     """
 
     def __init__(
@@ -163,8 +165,10 @@ class AggregatePreview:
         endpoint: str,
         key_status: str,
         sender: Callable[..., Any],
+        first: dict[str, Any] | None = None,
     ) -> None:
         self._tally = tally
+        self._first = first
         self._what = what
         self._endpoint = endpoint
         self._key_status = key_status
@@ -199,6 +203,10 @@ class AggregatePreview:
     @property
     def result(self) -> Any:
         return self._result
+
+    @property
+    def first(self) -> dict[str, Any] | None:
+        return self._first
 
     def send(self, **options: Any) -> Any:
         """Send the valid rows; ``options`` override the sending options of the dry run.
