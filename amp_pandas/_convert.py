@@ -514,9 +514,8 @@ def iso_datetime(value: dt.datetime) -> str:
     a ``datetime64`` column would be.
     """
     if isinstance(value, pd.Timestamp) and not 1 <= value.year <= 9999:
-        if value.tzinfo is not None:
-            value = value.tz_convert("UTC").tz_localize(None)
-        one = np.array([value.asm8])
+        stamp = value.tz_convert("UTC").tz_localize(None) if value.tzinfo is not None else value
+        one = np.array([stamp.to_datetime64()])
         return str(_datetime_text(one, np.zeros(1, dtype=bool))[0].as_py())
     if value.tzinfo is not None and value.utcoffset() is not None:
         value = value.astimezone(dt.UTC)

@@ -326,7 +326,7 @@ def _iter_json_records(path: Path, kind: str) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 record = json.loads(line)
-            except ValueError as exc:
+            except json.JSONDecodeError as exc:
                 raise InputFileError(
                     f"cannot read {path}: line {number} is not JSON ({exc.msg}); "
                     "a JSON-lines file holds one object per line"

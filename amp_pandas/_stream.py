@@ -379,7 +379,9 @@ class _Stream:
     """The source's mapped columns, re-readable, as pandas frames of ``chunk_rows`` rows
     indexed by their 0-based row numbers in the file (``row``)."""
 
-    def __init__(self, source: _ArrowSource | TextFile, columns: list[str], chunk_rows: int) -> None:
+    def __init__(
+        self, source: _ArrowSource | TextFile, columns: list[str], chunk_rows: int
+    ) -> None:
         self.source = source
         self.columns = columns
         self.chunk_rows = chunk_rows
