@@ -1,7 +1,9 @@
-"""Files in bounded memory: Parquet, CSV and JSON lines read in chunks, checked, then sent.
+"""Files in bounded memory: Parquet, CSV/TSV and JSON read in chunks, checked, then sent.
 
-Two passes over the file, a chunk of ``chunk_rows`` rows at a time (through a
-:class:`pyarrow.dataset.Dataset`, reading only the mapped columns):
+Two passes over the file, a chunk of ``chunk_rows`` rows at a time, keeping only the mapped
+columns. Parquet files and :class:`pyarrow.dataset.Dataset` objects are read through Arrow;
+CSV/TSV and JSON through :class:`amp_pandas._files.TextFile`, the reading rule of the whole-file
+path (a CSV's column types are learned over the whole file first, in one more pass):
 
 1. every chunk is built as a dry run and reduced to counts and its first problems
    (:mod:`amp_pandas._aggregate`), so the verdict covers the whole file before anything is
@@ -82,16 +84,19 @@ def identify_file(
     Parameters
     ----------
     source : path or pyarrow.dataset.Dataset
-        A ``.parquet``/``.pq``, ``.csv``, or ``.jsonl``/``.ndjson``/``.json`` (one JSON object
-        per line) file, a directory of such files (give ``format``), or a dataset.
-    format : {"parquet", "csv", "json"}, optional
+        A ``.parquet``/``.pq``, ``.csv``/``.tsv`` (``.gz`` too), ``.jsonl``/``.ndjson`` (one
+        JSON object per line) or ``.json`` (JSON lines, or one array of objects, parsed whole)
+        file, a folder of Parquet files, or a dataset.
+    format : {"parquet", "csv", "tsv", "json", "jsonl"}, optional
         The file format, when the name's ending does not say it.
     chunk_rows : int, default 100_000
         Rows per chunk.
     column_types : dict, optional
-        ``{column: pyarrow type or type name}`` for CSV and JSON. CSV columns are otherwise
-        read as text exactly as written (``0012345`` stays ``0012345``): give a type to a
-        column that must be a number (``add``), a timestamp or a boolean.
+        ``{column: pyarrow type or type name}`` for CSV/TSV columns. Otherwise CSV cells are
+        typed by the reading rule of :mod:`amp_pandas._files`, over the whole file: ids and
+        group columns stay text (``0012345`` stays ``0012345``), a column becomes numbers or
+        booleans only when every cell reads back exactly. A cell that does not convert to its
+        named type raises :class:`~amp_pandas.errors.InputFileError` before anything is sent.
     missing_values : list of str, default ()
         CSV cells read as missing besides empty ones (e.g. ``["NA", "null"]``). By default
         only an empty cell is missing.
@@ -249,12 +254,20 @@ class _ArrowSource:
 
     def tables(self, columns: list[str], chunk_rows: int) -> Iterator[pa.Table]:
         import pyarrow as pa
+        import pyarrow.dataset as ds
 
+        options: dict[str, Any] = {}
+        if isinstance(getattr(self.dataset, "format", None), ds.ParquetFileFormat):
+            # pre-buffering reads ahead the column chunks of every row group of a file: memory
+            # then grows with the file, not the chunk
+            options["fragment_scan_options"] = ds.ParquetFragmentScanOptions(pre_buffer=False)
         batches = self.dataset.to_batches(
             columns=columns,
             batch_size=chunk_rows,
             batch_readahead=1,
             fragment_readahead=1,
+            use_threads=False,
+            **options,
         )
         pending: list[pa.RecordBatch] = []
         held = 0

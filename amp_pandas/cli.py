@@ -238,7 +238,7 @@ def _mapping(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM arrived where the send could not stop at a safe point."""
+    """SIGTERM arrived before anything was sent (while the file was read or checked)."""
 
 
 @contextmanager
@@ -276,6 +276,16 @@ def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
             signal.signal(signal.SIGINT, previous_int)
 
 
+def _whole_file(args: argparse.Namespace, mapping: dict[str, Any]) -> Any:
+    """The whole file as one frame, read by the same rule as the streamed path, for runs that
+    need every row at once (a sync ledger compares the whole run with the last one)."""
+    from ._files import read_table
+
+    keep_text = [c for c in (args.user_id, args.device_id) if c]
+    keep_text += list(mapping.get("groups", {}).values())
+    return read_table(args.file, missing=args.missing, keep_text=keep_text)
+
+
 def _identify(args: argparse.Namespace) -> int:
     """Check every row of the file a chunk at a time, then send chunk by chunk (or only print
     the verdict with ``--dry-run``); memory follows ``--chunk-rows``, not the file."""
@@ -304,8 +314,8 @@ def _identify(args: argparse.Namespace) -> int:
         **mapping,
         **options,
     )
-    # A run recorded in a sync ledger needs the whole file at once: such a path reads it with
-    # amp_pandas._files.read_table (the same reading rule) and calls df.amplitude.identify.
+    # A run recorded in a sync ledger (--sync) needs the whole run at once: that path takes
+    # _whole_file(args, mapping) (the same reading rule) and df.amplitude.identify instead.
     bad: list[Any] = []
 
     def keep_bad(result: Any) -> None:

@@ -304,3 +304,83 @@ def test_cli_rejects_a_bad_chunk_size(tmp_path: Path) -> None:
                               "--dry-run")
     assert code == 2
     assert stderr.startswith("amp-pandas: --chunk-rows must be a positive integer")
+
+
+def test_sigterm_between_or_inside_chunks_writes_every_row_and_exits_143(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rows = [[f"user-s-{i % 150:04d}", "1"] for i in range(600)]  # users span chunks
+    path = write_csv(tmp_path / "s.csv", ["uid", "n"], rows)
+    out = tmp_path / "result.csv"
+    env = dict(os.environ, AMPLITUDE_API_KEY=KEY, PYTHONPATH=str(Path(cli.__file__).parents[1]))
+    with Sandbox(api_key=KEY, latency=0.05) as sandbox:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amp_pandas", "identify", str(path), "--user-id", "uid",
+             "--add", "n", "--server-url", sandbox.url, "--no-progress", "--out", str(out),
+             "--batch-size", "10", "--max-workers", "1", "--chunk-rows", "100"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while len(sandbox.requests) < 14 and time.monotonic() < deadline:  # in chunk 2
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 143, stderr
+        assert "terminated" in stderr and "not_sent" in stderr
+        result = pd.read_csv(out, index_col=0)
+        assert result.index.tolist() == list(range(600))
+        statuses = set(result["status"])
+        assert statuses == {"success", "not_sent"}, statuses
+        done = result.index[result["status"] == "success"]
+        assert 100 < len(done) < 600  # stopped after the first chunk, before the last
+        # every row that succeeded was applied once, and no not_sent row was applied
+        applied: dict[str, int] = {}
+        for item in sandbox.applied:
+            applied[item["user_id"]] = applied.get(item["user_id"], 0) + 1
+        expected: dict[str, int] = {}
+        for i in done:
+            expected[rows[i][0]] = expected.get(rows[i][0], 0) + 1
+        assert applied == expected
+        assert set(done) >= set(range(100))  # the first chunk was sent whole
+        assert not set(done) & set(range(500, 600))  # the last chunk was never started
+
+
+_ARROW_PEAK = """
+import sys
+import pyarrow as pa
+import amp_pandas
+preview = amp_pandas.identify_file(sys.argv[1], user_id="uid", set=["plan", "note"],
+                                   chunk_rows=2000, dry_run=True)
+assert preview.summary["valid"] == int(sys.argv[2]), preview.summary
+print(pa.default_memory_pool().max_memory())
+"""
+
+
+def test_arrow_memory_follows_the_chunk_not_the_parquet_file(tmp_path: Path) -> None:
+    """The peak of Arrow's memory pool while checking a Parquet file: a file five times longer,
+    read in the same chunks, peaks about as high (reading ahead would grow with the file)."""
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def peak(rows: int) -> int:
+        path = tmp_path / f"p{rows}.parquet"
+        table = pa.table({"uid": [f"user-{i:08d}" for i in range(rows)],
+                          "plan": ["pro"] * rows,
+                          "note": [f"{i:0100d}" for i in range(rows)]})  # fmt: skip
+        pq.write_table(table, path, row_group_size=2000)
+        env = dict(os.environ, PYTHONPATH=str(Path(cli.__file__).parents[1]))
+        done = subprocess.run([sys.executable, "-c", _ARROW_PEAK, str(path), str(rows)],
+                              capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return int(done.stdout.split()[-1])
+
+    small, large = peak(20_000), peak(100_000)
+    assert large < 1.5 * small, (small, large)
