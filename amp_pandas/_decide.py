@@ -35,12 +35,12 @@ A row that an earlier attempt may have applied never ends ``failed`` or ``thrott
 After an answer that may have been applied, a row is retried only when
 
 * it is idempotent (or ``retry_ambiguous`` is on), retries are left, and
-* no later row of its lane (same user or device) may have been applied without being retried
-  after it: neither a later row of this request that is not retried, nor a later row outside
-  this request that was sent or may have landed.
+* no later row of its lane (same user or device) may have been applied: it is its lane's last
+  row in this request, and no later row of its lane outside this request was sent or may have
+  landed.
 
-Retried rows of one lane stay in one request, in row order, so a retry re-applies a row before
-every later row that may already have landed. Every other row ends ``unknown``.
+So no row is ever applied after a later row of the same user or device. Every other row ends
+``unknown``.
 """
 
 from __future__ import annotations
@@ -366,12 +366,12 @@ def _ambiguous(rows: RequestRows, why: str, policy: Policy, jitter: float) -> De
                  f"clear answer after {_retries(policy.max_retries)}")
         )
         return Decision(tuple(steps), maybe_applied=True)
-    # Per lane, the last position that blocks a retry of the rows before it: a row not retried
-    # (it may have landed and will not land again), or anything when a later row of the lane,
-    # outside this request, may have landed.
+    # Per lane, the position before which no row may be retried: the lane's last row in this
+    # request (every row after the first may have landed, so a retried earlier row would land
+    # after it), or the whole lane when a later row of it, outside this request, may have landed.
     lanes, inverse = np.unique(rows.lane, return_inverse=True)
     block = np.full(len(lanes), -1, dtype=np.int64)
-    np.maximum.at(block, inverse[not_idempotent], positions[not_idempotent])
+    np.maximum.at(block, inverse, positions)
     block[np.unique(inverse[rows.later_applied])] = n
     behind = retry & (positions < block[inverse])
     if behind.any():

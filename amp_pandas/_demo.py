@@ -35,7 +35,7 @@ def demo_frame(n_users: int = 3000, seed: int = 7) -> pd.DataFrame:
         {
             "user_id": uid,
             "plan": pd.Categorical(rng.choice(["free", "pro", "team"], n, p=[0.6, 0.3, 0.1])),
-            "country": rng.choice(["DE", "FR", "US", "BR", "JP", None], n),
+            "country": rng.choice(np.array(["DE", "FR", "US", "BR", "JP", None], dtype=object), n),
             "signup_at": signup,
             "sessions_last_week": rng.integers(0, 20, n),
             "ltv_eur": np.round(rng.gamma(2.0, 40.0, n), 2),
@@ -55,7 +55,7 @@ def demo_frame(n_users: int = 3000, seed: int = 7) -> pd.DataFrame:
 
 
 def run_demo(n_users: int = 3000, *, progress: bool = True, out: TextIO = sys.stdout) -> int:
-    """Start a sandbox, dry-run, send, and show the result and some profiles. Returns 0 on success."""
+    """Start a sandbox, dry-run, send, show the result and some profiles; 0 on success."""
     import amp_pandas  # noqa: F401  (registers df.amplitude)
     from amp_pandas import literal
     from amp_pandas.sandbox import Sandbox

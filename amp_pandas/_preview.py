@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Hashable, Iterator, Sequence
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ from ._plan import INVALID, SKIPPED, VALID, Plan, chunk_rows
 from ._progress import ProgressCallback
 from ._spec import IdentifySpec, Literal
 from .errors import AlreadySentError, SendError
+
+if TYPE_CHECKING:
+    from ._result import SendResult
 
 __all__ = ["IdentifyPreview", "PreviewPayloads"]
 
@@ -266,8 +269,21 @@ class IdentifyPreview:
         *,
         force: bool = False,
         progress_callback: ProgressCallback | None = None,
-        **options: Any,
-    ) -> pd.DataFrame:
+        api_key: str | None = None,
+        region: str | None = None,
+        server_url: str | None = None,
+        batch_size: int | None = None,
+        max_workers: int | None = None,
+        timeout: float | None = None,
+        throttle_pause: float | None = None,
+        throttle_budget: float | None = None,
+        retry_ambiguous: bool | None = None,
+        max_retries: int | None = None,
+        backoff: float | None = None,
+        backoff_max: float | None = None,
+        interrupt_grace: float | None = None,
+        progress: bool | None = None,
+    ) -> SendResult:
         """Send the valid rows of this preview, exactly as previewed (no rebuild), once.
 
         Parameters
@@ -278,14 +294,14 @@ class IdentifyPreview:
         progress_callback : callable, optional
             ``callback(done_counts, waiting)`` called as rows resolve (see
             :mod:`amp_pandas._progress`); the notebook widget draws its bar with it.
-        **options
-            Overrides of the sending options given to ``identify`` (``api_key``,
-            ``batch_size``, ``max_workers``, ``timeout``, ``throttle_pause``,
-            ``throttle_budget``, ``retry_ambiguous``, ``progress``...).
+        api_key, region, server_url, batch_size, max_workers, timeout, throttle_pause, \
+throttle_budget, retry_ambiguous, max_retries, backoff, backoff_max, interrupt_grace, progress
+            Overrides of the sending options given to ``identify`` (same meaning and checks);
+            ``None`` keeps what the preview was built with. An unknown name is a ``TypeError``.
 
         Returns
         -------
-        pandas.DataFrame
+        SendResult
             One row per input row: ``status``, ``http_status``, ``error``, ``attempts``.
 
         Raises
@@ -324,7 +340,14 @@ class IdentifyPreview:
             )
         from ._send import send_plan
 
-        settings = self._with(options)
+        given = {
+            "api_key": api_key, "region": region, "server_url": server_url,
+            "batch_size": batch_size, "max_workers": max_workers, "timeout": timeout,
+            "throttle_pause": throttle_pause, "throttle_budget": throttle_budget,
+            "retry_ambiguous": retry_ambiguous, "max_retries": max_retries, "backoff": backoff,
+            "backoff_max": backoff_max, "interrupt_grace": interrupt_grace, "progress": progress,
+        }  # fmt: skip
+        settings = self._with({k: v for k, v in given.items() if v is not None})
         try:
             result = send_plan(self._plan, settings, progress_callback=progress_callback)
         except SendError as exc:  # stopped part way: some rows may have been applied

@@ -213,12 +213,14 @@ def run_file(
         require_key(meta.settings)
     tally = Tally(problem_rows)
     first: dict[str, Any] | None = None
+    single: Any = None  # the preview of the first chunk, while it is the only one
     for frame in stream.frames():
         if stop_requested is not None and stop_requested():
             raise KeyboardInterrupt  # nothing sent yet
         preview = call(frame, **{**arguments, "dry_run": True})
         if first is None and len(preview.payloads):
             first = preview.payloads[0]
+        single = preview if tally.parts == 0 else None
         tally.add(check_part(preview.summary, preview.problems, problem_rows))
     checked = AggregatePreview(
         tally,
@@ -227,6 +229,7 @@ def run_file(
         key_status=meta.key_status,
         sender=send,
         first=first,
+        single=single,
     )
     return checked if dry_run else checked.send()
 
@@ -242,6 +245,15 @@ def _method(method: str) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------- reading
+def _same_columns(physical: pa.Schema, logical: pa.Schema, columns: list[str]) -> bool:
+    """Whether a file holds ``columns`` with the dataset's own types (no partition columns,
+    no casts to make)."""
+    names = set(physical.names)
+    return all(
+        c in names and physical.field(c).type.equals(logical.field(c).type) for c in columns
+    )
+
+
 class _ArrowSource:
     """A Parquet file or folder, or a given :class:`pyarrow.dataset.Dataset`, read in chunks."""
 
@@ -252,23 +264,42 @@ class _ArrowSource:
     def empty(self) -> pd.DataFrame:
         return to_pandas(self.dataset.schema.empty_table())
 
+    def _batches(self, columns: list[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        """Record batches of the columns, read one after the other.
+
+        Parquet files are read a row group at a time by :class:`pyarrow.parquet.ParquetFile`,
+        without pre-buffering: the dataset scanner reads ahead (column chunks of many row groups,
+        decoded on its threads) and its memory then grows with the file, not the chunk.
+        """
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        dataset = self.dataset
+        plain = (
+            isinstance(dataset, ds.FileSystemDataset)
+            and isinstance(dataset.format, ds.ParquetFileFormat)
+            and all(_same_columns(f.physical_schema, dataset.schema, columns)
+                    for f in dataset.get_fragments())
+        )
+        if not plain:  # partitioned folders, filtered or other datasets: Arrow's scanner
+            yield from dataset.to_batches(
+                columns=columns,
+                batch_size=chunk_rows,
+                batch_readahead=1,
+                fragment_readahead=1,
+                use_threads=False,
+            )
+            return
+        for path in dataset.files:
+            with pq.ParquetFile(path, filesystem=dataset.filesystem, pre_buffer=False) as file:
+                yield from file.iter_batches(
+                    batch_size=chunk_rows, columns=columns, use_threads=False
+                )
+
     def tables(self, columns: list[str], chunk_rows: int) -> Iterator[pa.Table]:
         import pyarrow as pa
-        import pyarrow.dataset as ds
 
-        options: dict[str, Any] = {}
-        if isinstance(getattr(self.dataset, "format", None), ds.ParquetFileFormat):
-            # pre-buffering reads ahead the column chunks of every row group of a file: memory
-            # then grows with the file, not the chunk
-            options["fragment_scan_options"] = ds.ParquetFragmentScanOptions(pre_buffer=False)
-        batches = self.dataset.to_batches(
-            columns=columns,
-            batch_size=chunk_rows,
-            batch_readahead=1,
-            fragment_readahead=1,
-            use_threads=False,
-            **options,
-        )
+        batches = self._batches(columns, chunk_rows)
         pending: list[pa.RecordBatch] = []
         held = 0
         try:

@@ -128,6 +128,7 @@ def _cli_table() -> tuple[tuple[re.Pattern[str], str], ...]:
     for dest in dests:
         flag = "--" + _ARG_FLAGS.get(dest, dest).replace("_", "-")
         table.append((re.compile(rf"(?<![\w-])use {dest}=(True)?"), f"use {flag}"))
+        table.append((re.compile(rf"(?<![\w-]){dest}=(True)?(?=$|[\s.;,)])"), flag))
         table.append((re.compile(rf"(?<![\w-]){dest}=(True)?"), flag + " "))
         table.append((re.compile(rf"^{dest}\b"), flag))
     for dest in ("set", "add", "append", "prepend", "remove", "unset", "groups", "fields",
@@ -155,7 +156,7 @@ def cli_words(message: str) -> str:
         _CLI_WORDS = _cli_table()
     for pattern, replacement in _CLI_WORDS:
         message = pattern.sub(replacement, message)
-    return message.replace("  ", " ").replace(" ;", ";").replace(" .", ".")
+    return message
 
 
 def _pairs(values: Sequence[str], flag: str, *, need_value: bool) -> list[tuple[str, str]]:
@@ -348,6 +349,9 @@ def _identify(args: argparse.Namespace) -> int:
         if not issubclass(w.category, InterruptedSendWarning) and args.dry_run:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if args.dry_run:
+        if outcome.single is not None:  # the file fitted in one chunk: the whole preview
+            print(cli_words(repr(outcome.single)))
+            return 1 if outcome.summary["invalid"] else 0
         print(cli_words(repr(outcome)).replace(" — nothing sent", " (dry run, nothing sent)"))
         if outcome.first is not None:
             print("First identification:")

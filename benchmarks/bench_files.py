@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -137,7 +138,7 @@ def bench_cli(rows: int, chunk_rows: int, folder: Path, sandbox: SandboxProcess)
     chunk = ["--chunk-rows", str(chunk_rows)]
     sandbox.reset(latency=0.0)
     dry = run_cli(path, sandbox, "--dry-run", *chunk)
-    if f"rows {rows:,} valid {rows:,} invalid 0" not in dry["stdout"]:
+    if not re.search(rf"rows {rows:,}\s+valid {rows:,}\s+invalid 0\b", dry["stdout"]):
         raise RuntimeError(f"unexpected dry run:\n{dry['stdout'][:2000]}")
     if sandbox.stats()["requests"] != 0:
         raise RuntimeError("the dry run sent requests")

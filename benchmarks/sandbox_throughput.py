@@ -227,10 +227,11 @@ def main(argv: list[str] | None = None) -> int:
         client=args.client,
         record_identifications=args.record,
     )
+    where = "child process" if figures["client"] == "process" else "thread of the sandbox process"
     print(
         f"{figures['identifications']:,} identifications in {figures['requests']:,} requests "
         f"of {figures['batch']:,} ({figures['workers']} client threads in a "
-        f"{'child process' if figures['client'] == 'process' else 'thread of the sandbox process'}): "
+        f"{where}): "
         f"{figures['seconds']:.2f} s, {figures['identifications_per_s']:,.0f} identifications/s, "
         f"{figures['requests_per_s']:,.1f} requests/s; "
         f"{figures['cpu_us_per_identification']:.1f} µs CPU per identification in the "

@@ -345,3 +345,22 @@ def test_sigterm_writes_the_partial_result_and_exits_143(tmp_path) -> None:
         assert proc.returncode == 0, stderr
         assert len(sb.profiles()) == 400
         assert set(sb.profiles()["n"]) == {1}
+
+
+def test_the_dry_run_prints_the_preview_as_python_shows_it(tmp_path) -> None:
+    """Only the Python spellings change; the layout (column alignment) is the preview's own."""
+    path = tmp_path / "u.csv"
+    write_csv(path, ["uid", "plan"], [["user-1", "pro"], ["abc", "free"]])
+    code, stdout, _ = run("identify", str(path), "--user-id", "uid", "--set", "plan",
+                          "--dry-run")
+    assert code == 1
+    frame = pd.DataFrame({"uid": ["user-1", "abc"], "plan": ["pro", "free"]})
+    preview = frame.amplitude.identify(user_id="uid", set=["plan"], dry_run=True)
+    python_lines = repr(preview).splitlines()
+    cli_lines = stdout.rstrip("\n").splitlines()
+    assert len(cli_lines) == len(python_lines)
+    differ = [(p, c) for p, c in zip(python_lines, cli_lines, strict=True) if p != c]
+    assert differ == [
+        ("Call .send() to send the 1 valid rows.",
+         "Run again without --dry-run to send the 1 valid rows.")
+    ]

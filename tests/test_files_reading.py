@@ -292,7 +292,7 @@ def test_cli_dry_run_verdict_covers_every_row(sb: Sandbox, tmp_path: Path) -> No
                               "--chunk-rows", "7", "--dry-run")
     assert code == 1
     assert "over 8 chunks" in stdout
-    assert "rows 50 valid 47 invalid 3" in stdout
+    assert "rows 50  valid 47  invalid 3" in stdout
     assert "uid: 3 errors" in stdout
     assert "row 48:" in stdout and "row 49:" in stdout
     assert sb.requests == []
@@ -361,8 +361,9 @@ print(pa.default_memory_pool().max_memory())
 
 
 def test_arrow_memory_follows_the_chunk_not_the_parquet_file(tmp_path: Path) -> None:
-    """The peak of Arrow's memory pool while checking a Parquet file: a file five times longer,
-    read in the same chunks, peaks about as high (reading ahead would grow with the file)."""
+    """The peak of Arrow's memory pool while checking a Parquet file: a file ten times longer,
+    read in the same chunks, peaks about as high (reading ahead grows with the file: 3.5 MB at
+    20k rows and 27 MB at 200k rows when Arrow pre-buffered and read ahead on its threads)."""
     import os
     import subprocess
     import sys
@@ -382,5 +383,29 @@ def test_arrow_memory_follows_the_chunk_not_the_parquet_file(tmp_path: Path) -> 
         assert done.returncode == 0, done.stderr[-2000:]
         return int(done.stdout.split()[-1])
 
-    small, large = peak(20_000), peak(100_000)
-    assert large < 1.5 * small, (small, large)
+    small, large = peak(20_000), peak(200_000)
+    assert large < 2 * small, (small, large)
+
+
+def test_a_partitioned_parquet_folder_is_read_with_its_partition_column(
+    sb: Sandbox, tmp_path: Path
+) -> None:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    records = [{"uid": f"user-p-{i % 5}", "marker": f"r{i:02d}", "region": "eu" if i % 2 else "us"}
+               for i in range(30)]  # fmt: skip
+    ds.write_dataset(pa.Table.from_pylist(records), tmp_path / "parts", format="parquet",
+                     partitioning=["region"], partitioning_flavor="hive")  # fmt: skip
+    dataset = ds.dataset(tmp_path / "parts", format="parquet", partitioning="hive")
+    result = amp_pandas.identify_file(dataset, user_id="uid", append={"seq": "marker"},
+                                      set=["region"], chunk_rows=4, **target(sb))  # fmt: skip
+    assert result["status"].tolist() == ["success"] * 30
+    order = dataset.to_table().to_pylist()  # the dataset's own row order
+    expected: dict[str, list[str]] = {}
+    for r in order:
+        expected.setdefault(r["uid"], []).append(r["marker"])
+    assert {u: list(v) for u, v in sb.profiles()["seq"].items()} == expected
+    assert {u: sb.profile(u)["region"] for u in expected} == {
+        r["uid"]: r["region"] for r in order  # each user's last row's region
+    }

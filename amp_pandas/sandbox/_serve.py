@@ -59,8 +59,8 @@ def serve(port: int = 0, api_key: str = DEFAULT_API_KEY, out: TextIO | None = No
             "(Amplitude's own SDK works too: give it the HTTP V2 endpoint as server_url.)",
             "Profiles live in memory only. Press Ctrl-C to stop.",
         ]
-        print("\n".join(lines), file=stream, flush=True)
-        try:
+        try:  # Ctrl-C may come while the lines are still being written
+            print("\n".join(lines), file=stream, flush=True)
             while True:
                 time.sleep(0.2)
         except KeyboardInterrupt:

@@ -92,6 +92,25 @@ def markers_in(records: Iterable[Any], statuses: Iterable[int | None]) -> set[st
     return out
 
 
+def not_last_of_user(records: Iterable[Any], statuses: Iterable[int | None]) -> set[str]:
+    """Markers of rows that, in a request answered with ``statuses``, have a later row of the
+    same user in that request: the rows the per-user order rule never retries after it."""
+    wanted = set(statuses)
+    out: set[str] = set()
+    for record in records:
+        if record.status not in wanted or not record.identifications:
+            continue
+        last: dict[Any, int] = {}
+        for position, identification in enumerate(record.identifications):
+            last[identification.get("user_id") or identification.get("device_id")] = position
+        for position, identification in enumerate(record.identifications):
+            key = identification.get("user_id") or identification.get("device_id")
+            marker = marker_of(identification)
+            if position < last[key] and marker is not None:
+                out.add(marker)
+    return out
+
+
 @dataclass
 class Check:
     """What a comparison found; ``problems`` is empty when the result is honest."""
