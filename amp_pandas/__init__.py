@@ -15,6 +15,7 @@ from __future__ import annotations
 from . import _extensions, errors
 from ._accessor import AmplitudeAccessor
 from ._amplitude import FIELDS
+from ._ledger import Ledger
 from ._preview import IdentifyPreview
 from ._result import SendResult
 from ._spec import literal
@@ -24,6 +25,7 @@ __all__ = [
     "AmplitudeAccessor",
     "FIELDS",
     "IdentifyPreview",
+    "Ledger",
     "SendResult",
     "__version__",
     "errors",

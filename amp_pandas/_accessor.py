@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import typing
 from collections.abc import Hashable, Mapping, Sequence
 from typing import overload
@@ -9,7 +10,7 @@ from typing import overload
 import pandas as pd
 import requests
 
-from ._identify import Columns, IdColumn, identify
+from ._identify import Columns, IdColumn, RemovedMode, identify
 from ._preview import IdentifyPreview
 from ._result import SendResult
 from ._spec import NullPolicy
@@ -62,6 +63,9 @@ class AmplitudeAccessor:
         backoff_max: float = ...,
         interrupt_grace: float = ...,
         progress: bool = ...,
+        sync: str | None = ...,
+        ledger: str | os.PathLike[str] | None = ...,
+        removed: RemovedMode = ...,
     ) -> IdentifyPreview: ...
 
     @overload
@@ -98,6 +102,9 @@ class AmplitudeAccessor:
         backoff_max: float = ...,
         interrupt_grace: float = ...,
         progress: bool = ...,
+        sync: str | None = ...,
+        ledger: str | os.PathLike[str] | None = ...,
+        removed: RemovedMode = ...,
     ) -> SendResult: ...
 
     @overload
@@ -134,6 +141,9 @@ class AmplitudeAccessor:
         backoff_max: float = ...,
         interrupt_grace: float = ...,
         progress: bool = ...,
+        sync: str | None = ...,
+        ledger: str | os.PathLike[str] | None = ...,
+        removed: RemovedMode = ...,
     ) -> IdentifyPreview | SendResult: ...
 
     def identify(
@@ -169,6 +179,9 @@ class AmplitudeAccessor:
         backoff_max: float = 30.0,
         interrupt_grace: float = 5.0,
         progress: bool = True,
+        sync: str | None = None,
+        ledger: str | os.PathLike[str] | None = None,
+        removed: RemovedMode = "keep",
     ) -> IdentifyPreview | SendResult:
         """Turn rows into Amplitude Identify API identifications; preview or send them.
 
@@ -237,6 +250,22 @@ class AmplitudeAccessor:
             After Ctrl-C, seconds to wait for answers to the requests in flight.
         progress : bool, default True
             Show a progress bar.
+        sync : str, optional
+            A job name: turns the sync ledger on. Per user (its ``user_id``, else its
+            ``device_id``) the ledger remembers what this job last sent and how it ended; a
+            user whose identifications are byte for byte those last acknowledged is not sent
+            (its rows end ``unchanged``), and a user whose last send may have been applied is
+            sent again only if every row is idempotent (else ``unknown``; ``retry_ambiguous``
+            sends it anyway). A job is its name, the endpoint and the API key. See the
+            README's "Sync".
+        ledger : str or os.PathLike, optional
+            The ledger file (SQLite) of a sync run; default ``$AMP_PANDAS_LEDGER``, else
+            ``amp_pandas/ledger.sqlite3`` in the user's data directory.
+        removed : {"keep", "revert"}, default "keep"
+            What a sync run does with users its job sent before that are absent now: leave
+            them (``"keep"``), or send each one identification that undoes the job's effect
+            (``"revert"``: ``$unset`` of what it set, ``$remove`` of the list values it added;
+            ``$add`` cannot be undone). They are listed in ``result.removed``.
 
         Returns
         -------
@@ -244,8 +273,9 @@ class AmplitudeAccessor:
             With ``dry_run=True`` the preview; otherwise the result, a
             :class:`~amp_pandas.SendResult` (a ``pandas.DataFrame``): one row per input row
             (same index) with ``status`` (``success``, ``invalid``, ``skipped``, ``failed``,
-            ``throttled``, ``unknown`` or ``not_sent``), ``http_status``, ``error`` and
-            ``attempts``.
+            ``throttled``, ``unknown``, ``not_sent`` or, for a sync run, ``unchanged``),
+            ``http_status``, ``error`` and ``attempts``; for a sync run ``result.removed``
+            lists the removed users.
 
         Raises
         ------
@@ -260,6 +290,10 @@ class AmplitudeAccessor:
             a sending option out of range or of the wrong type.
         amp_pandas.errors.AuthenticationError
             Amplitude rejected the key; ``.result`` holds the partial result.
+        amp_pandas.errors.LedgerError
+            A sync run's ledger is damaged, newer, cannot be written, or another run of the job
+            is sending (:class:`~amp_pandas.errors.LedgerLockedError`): before anything is
+            sent.
 
         ``ArgumentError`` and ``ConfigurationError`` are both ``ValueError`` subclasses.
 
@@ -291,6 +325,20 @@ class AmplitudeAccessor:
         ...     profiles = sb.profiles()
         >>> result.status.tolist(), profiles.loc["user-1", "plan"]
         (['success', 'success'], 'pro')
+
+        A sync job remembers what it sent: run again, it sends only what changed:
+
+        >>> import os, tempfile
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> job = dict(user_id="uid", set=["plan"], sync="plans", progress=False,
+        ...            ledger=os.path.join(tmp.name, "ledger.sqlite3"))
+        >>> with Sandbox() as sb:
+        ...     first = df.amplitude.identify(**job, server_url=sb.url, api_key=sb.api_key)
+        ...     again = df.amplitude.identify(**job, server_url=sb.url, api_key=sb.api_key)
+        ...     sent_again = len(sb.requests) - 1
+        >>> first.status.tolist(), again.status.tolist(), sent_again
+        (['success', 'success'], ['unchanged', 'unchanged'], 0)
+        >>> tmp.cleanup()
         """
         return identify(
             self._obj,
@@ -324,4 +372,7 @@ class AmplitudeAccessor:
             backoff_max=backoff_max,
             interrupt_grace=interrupt_grace,
             progress=progress,
+            sync=sync,
+            ledger=ledger,
+            removed=removed,
         )

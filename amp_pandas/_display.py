@@ -58,6 +58,9 @@ __all__ = [
     "problem_kind",
     "problems_html",
     "reason_groups",
+    "removed_html",
+    "removed_result_html",
+    "removed_text",
     "result_html",
     "result_summary_html",
     "result_text",
@@ -65,6 +68,8 @@ __all__ = [
     "send_blocker",
     "static_mimebundle",
     "status_badges",
+    "sync_header_html",
+    "sync_lines",
     "widget_wanted",
     "widgets_installed",
 ]
@@ -101,6 +106,7 @@ STATUS_COLORS = {
     "throttled": "#8250df",
     "unknown": "#9a6700",
     "not_sent": "#57606a",
+    "unchanged": "#0969da",
 }
 
 
@@ -454,7 +460,141 @@ def header_html(preview: IdentifyPreview) -> str:
         + " · ".join(counts)
         + "<br>"
         f"{esc(target_line(preview))}"
+        f"{sync_header_html(preview)}"
         "</div>"
+    )
+
+
+# ---------------------------------------------------------------------- sync
+#: How many removed users the text and HTML views list (the widget's Removed tab lists as many).
+REMOVED_SHOWN = 50
+
+
+def sync_lines(preview: IdentifyPreview) -> list[str]:
+    """The sync plan in words (empty without ``sync=``): the job, its last run and users, the
+    counts per plan status, and what a Send will do."""
+    sync = preview.sync
+    if sync is None:
+        return []
+    last = "never" if sync.last_run is None else sync.last_run.strftime("%Y-%m-%d %H:%M UTC")
+    c = sync.counts
+    lines = [
+        f"sync job {sync.job!r} · last run {last} · holds {sync.held_users:,} users "
+        f"· ledger {sync.ledger}",
+        f"users: unchanged {c['unchanged']:,} · changed {c['changed']:,} · new {c['new']:,} · "
+        f"removed {c['removed']:,} ({sync.removed_mode}) · ambiguous {c['ambiguous']:,} "
+        f"· held {c['held']:,}",
+        sync.send_text(),
+    ]
+    if sync.note:
+        lines.append(f"note: {sync.note}")
+    return lines
+
+
+def sync_header_html(preview: IdentifyPreview) -> str:
+    """The widget header's sync part (empty without ``sync=``). Stable hooks: the block is
+    ``div.amp-sync`` (``data-job`` the job's name); each count is
+    ``span.amp-sync-count[data-status=<status>]`` holding the number in ``<b>``; what a Send
+    will do is ``div.amp-sync-send``."""
+    sync = preview.sync
+    if sync is None:
+        return ""
+    esc = html.escape
+    first, _, action = sync_lines(preview)[:3]
+    counts = " · ".join(
+        f'<span class="amp-sync-count" data-status="{name}">{name} <b>{sync.counts[name]:,}</b>'
+        "</span>"
+        for name in ("unchanged", "changed", "new", "removed", "ambiguous", "held")
+    )
+    note = f'<div class="amp-muted">{esc(sync.note)}</div>' if sync.note else ""
+    return (
+        f'<div class="amp-sync" data-job="{esc(sync.job)}">{esc(first)}<br>{counts}'
+        f'<div class="amp-sync-send"><b>{esc(action)}</b></div>{note}</div>'
+    )
+
+
+def _removed_frame(preview: IdentifyPreview) -> pd.DataFrame:
+    sync = preview.sync
+    if sync is None:
+        return pd.DataFrame()
+    return sync.reverts
+
+
+def _removed_id(row: Any) -> str:
+    return str(row.user_id) if row.user_id is not None else f"device {row.device_id}"
+
+
+def removed_text(preview: IdentifyPreview, *, limit: int = REMOVED_SHOWN) -> list[str]:
+    """The removed users and the revert each would get, as lines (empty when none)."""
+    frame = _removed_frame(preview)
+    if not len(frame):
+        return []
+    lines = [f"Removed users ({len(frame):,}; removed={preview.sync.removed_mode!r}):"]  # type: ignore[union-attr]
+    for r in frame.head(limit).itertuples(index=False):
+        what = ("kept as it is" if r.identification is None and preview.sync.removed_mode == "keep"  # type: ignore[union-attr]
+                else "nothing to undo" if r.identification is None
+                else json.dumps(r.identification, ensure_ascii=False))  # fmt: skip
+        left = f" (not undone: {', '.join(r.not_undone)})" if r.not_undone else ""
+        lines.append(f"  {_removed_id(r)}: {what}{left}")
+    if len(frame) > limit:
+        lines.append(f"  … {len(frame) - limit:,} more: see preview.sync.reverts")
+    return lines
+
+
+def removed_html(preview: IdentifyPreview, *, limit: int = REMOVED_SHOWN) -> str:
+    """The Removed tab: one row per removed user with its revert payload. Stable hooks: the
+    block is ``div.amp-removed`` (``data-count`` the number of removed users, ``data-mode``
+    ``keep`` or ``revert``); each user is ``tr.amp-removed-row`` (``data-user`` its id) whose
+    ``pre.amp-revert-payload`` holds the revert identification as JSON."""
+    esc = html.escape
+    frame = _removed_frame(preview)
+    mode = preview.sync.removed_mode if preview.sync is not None else ""
+    head = f'<div class="amp-pandas amp-removed" data-count="{len(frame)}" data-mode="{mode}">'
+    if not len(frame):
+        return head + "<i>No removed users.</i></div>"
+    rows = []
+    for r in frame.head(limit).itertuples(index=False):
+        payload = ("kept as it is (removed=\"keep\")" if r.identification is None and mode == "keep"
+                   else "nothing to undo" if r.identification is None
+                   else json.dumps(r.identification, indent=1, ensure_ascii=False))  # fmt: skip
+        rows.append(
+            f'<tr class="amp-removed-row" data-user="{esc(_removed_id(r))}">'
+            f"<td>{esc(_removed_id(r))}</td>"
+            f'<td><pre class="amp-revert-payload">{esc(payload)}</pre></td>'
+            f"<td>{esc(', '.join(r.not_undone))}</td></tr>"
+        )
+    more = (f'<p class="amp-muted">… {len(frame) - limit:,} more: see preview.sync.reverts</p>'
+            if len(frame) > limit else "")  # fmt: skip
+    return (
+        head + "<table><thead><tr><th>user</th><th>revert identification</th>"
+        "<th>not undone</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        + more + "</div>"
+    )
+
+
+def removed_result_html(removed: pd.DataFrame, *, limit: int = REMOVED_SHOWN) -> str:
+    """The Removed tab after a send: ``result.removed``, with each user's status. Same hooks
+    as :func:`removed_html`, each ``tr.amp-removed-row`` also carrying ``data-status``."""
+    esc = html.escape
+    head = f'<div class="amp-pandas amp-removed" data-count="{len(removed)}" data-sent="1">'
+    if not len(removed):
+        return head + "<i>No removed users.</i></div>"
+    rows = []
+    for r in removed.head(limit).itertuples(index=False):
+        payload = ("—" if r.identification is None
+                   else json.dumps(r.identification, indent=1, ensure_ascii=False))  # fmt: skip
+        color = STATUS_COLORS.get(r.status, "#57606a")
+        rows.append(
+            f'<tr class="amp-removed-row" data-user="{esc(_removed_id(r))}" '
+            f'data-status="{esc(r.status)}"><td>{esc(_removed_id(r))}</td>'
+            f'<td><span style="color:{color};font-weight:600">{esc(r.status)}</span></td>'
+            f'<td><pre class="amp-revert-payload">{esc(payload)}</pre></td>'
+            f"<td>{esc(r.error or '')}</td><td>{esc(', '.join(r.not_undone))}</td></tr>"
+        )
+    return (
+        head + "<table><thead><tr><th>user</th><th>status</th><th>revert identification</th>"
+        "<th>reason</th><th>not undone</th></tr></thead><tbody>" + "".join(rows)
+        + "</tbody></table></div>"
     )
 
 
@@ -530,6 +670,12 @@ def send_blocker(preview: IdentifyPreview) -> str | None:
         )
     if not preview.endpoint:  # pragma: no cover - resolve_settings always sets one
         return "no server set: pass server_url=... or region=..."
+    sync = preview.sync
+    if sync is not None:
+        reverts = int(sync.reverts["identification"].notna().sum())
+        if not sync.send_rows and not reverts and not sync.counts["removed"]:
+            return "nothing to send: every user is unchanged or held"
+        return None
     if not int(preview.summary["valid"]):
         return "no valid rows to send"
     return None
@@ -547,6 +693,7 @@ def preview_text(preview: IdentifyPreview) -> str:
         "Amplitude identify preview — dry run, nothing sent",
         "  " + header_line(preview),
         "  " + target_line(preview),
+        *("  " + line for line in sync_lines(preview)),
         "",
         "Operations:",
     ]
@@ -568,10 +715,16 @@ def preview_text(preview: IdentifyPreview) -> str:
             )
         if len(groups) > TEXT_GROUPS:
             lines.append(f"  … {len(groups) - TEXT_GROUPS:,} more kinds: see preview.problems")
+    removed = removed_text(preview, limit=TEXT_GROUPS)
+    if removed:
+        lines += ["", *removed]
     first = _first_payload(preview)
     if first is not None:
         lines += ["", "First identification:", "  " + json.dumps(first, ensure_ascii=False)]
-    lines += ["", f"Call .send() to send the {preview.summary['valid']:,} valid rows."]
+    if preview.sync is not None:
+        lines += ["", f"Call .send() to run sync job {preview.sync.job!r}."]
+    else:
+        lines += ["", f"Call .send() to send the {preview.summary['valid']:,} valid rows."]
     return "\n".join(lines)
 
 
@@ -584,7 +737,8 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
     parts = [
         '<div class="amp-pandas-preview">',
         "<strong>Amplitude identify preview</strong> — dry run, nothing sent<br>",
-        f"{esc(header_line(preview))}<br>{esc(target_line(preview))}",
+        f"{esc(header_line(preview))}<br>{esc(target_line(preview))}"
+        + sync_header_html(preview),
         "<h4>Operations</h4>",
         preview.operations.to_html(index=False, escape=True),
     ]
@@ -594,6 +748,8 @@ def preview_html(preview: IdentifyPreview, *, hint: bool | None = None) -> str:
             f"<p>{esc(_groups_note(groups, HTML_GROUPS))}</p>",
             groups.head(HTML_GROUPS).to_html(index=False, escape=True),
         ]
+    if preview.sync is not None:
+        parts += ["<h4>Removed</h4>", removed_html(preview)]
     first = _first_payload(preview)
     if first is not None:
         parts += [
@@ -677,7 +833,7 @@ def _clip(text: Any, limit: int = _MAX_REASON_CHARS) -> str:
 def _failures_first(result: pd.DataFrame) -> pd.DataFrame:
     """The rows that did not succeed first (in row order), then the rest."""
     frame = pd.DataFrame(result)
-    ok = (frame["status"] == "success").to_numpy()
+    ok = frame["status"].isin(("success", "unchanged")).to_numpy()
     if not ok.any() or ok.all():
         return frame
     return frame.iloc[np.argsort(ok, kind="stable")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import typing
 from collections.abc import Hashable, Mapping, Sequence
 from typing import overload
@@ -15,15 +16,18 @@ from ._config import resolve_settings
 from ._preview import IdentifyPreview, operations_table
 from ._result import SendResult
 from ._spec import NullPolicy, parse_mapping
+from ._syncrun import revert_columns, sync_options
 from .errors import ArgumentError
 
-__all__ = ["Columns", "IdColumn", "identify"]
+__all__ = ["Columns", "IdColumn", "RemovedMode", "identify"]
 
 #: A column label, or a :func:`~amp_pandas.literal` (which is hashable too).
 IdColumn = Hashable | None
 #: What an operation takes: a list of column labels (each property named after its column), a
 #: dict ``{property: column label or literal}``, or one column label.
 Columns = Sequence[Hashable] | Mapping[str, Hashable] | Hashable | None
+#: What a sync run does with the users its job sent before that are absent now.
+RemovedMode = typing.Literal["keep", "revert"]
 
 
 @overload
@@ -60,6 +64,9 @@ def identify(
     backoff_max: float = ...,
     interrupt_grace: float = ...,
     progress: bool = ...,
+    sync: str | None = ...,
+    ledger: str | os.PathLike[str] | None = ...,
+    removed: RemovedMode = ...,
 ) -> IdentifyPreview: ...
 
 
@@ -97,6 +104,9 @@ def identify(
     backoff_max: float = ...,
     interrupt_grace: float = ...,
     progress: bool = ...,
+    sync: str | None = ...,
+    ledger: str | os.PathLike[str] | None = ...,
+    removed: RemovedMode = ...,
 ) -> SendResult: ...
 
 
@@ -134,6 +144,9 @@ def identify(
     backoff_max: float = ...,
     interrupt_grace: float = ...,
     progress: bool = ...,
+    sync: str | None = ...,
+    ledger: str | os.PathLike[str] | None = ...,
+    removed: RemovedMode = ...,
 ) -> IdentifyPreview | SendResult: ...
 
 
@@ -170,6 +183,9 @@ def identify(
     backoff_max: float = 30.0,
     interrupt_grace: float = 5.0,
     progress: bool = True,
+    sync: str | None = None,
+    ledger: str | os.PathLike[str] | None = None,
+    removed: RemovedMode = "keep",
 ) -> IdentifyPreview | SendResult:
     """Build (and unless ``dry_run``, send) one identification per row of ``df``.
 
@@ -199,6 +215,8 @@ def identify(
         interrupt_grace=interrupt_grace,
         progress=progress,
     )
+    # -- sync: checked before anything is built; without sync= no ledger is touched
+    sync_job = sync_options(sync, ledger, removed)
     operations = {
         "set": set,
         "set_once": set_once,
@@ -220,8 +238,12 @@ def identify(
         nulls=nulls,
     )
     plan = build_plan(df, spec)
-    preview = IdentifyPreview(plan, spec, settings, operations_table(df, spec))
+    preview = IdentifyPreview(
+        plan, spec, settings, operations_table(df, spec), sync=sync_job,
+        sync_columns=revert_columns(df, spec) if sync_job is not None else None,
+    )
     if dry_run:
+        preview.sync  # noqa: B018  (read the ledger now: a bad ledger is an error here)
         return preview
     result = preview.send()
     if not isinstance(result, SendResult):  # pragma: no cover - the sender always builds one

@@ -1087,7 +1087,8 @@ class Run:
         with self.ledger._write() as conn:
             conn.executemany(
                 f"UPDATE users SET action = {KEPT}, run = ?, at = ? "
-                f"WHERE job = ? AND key = ? AND action = {SYNC}",
+                f"WHERE job = ? AND key = ? AND (action = {SYNC} OR "
+                f"(action = {REVERT} AND outcome != {ACKNOWLEDGED}))",
                 [(self.id, time.time(), self._job_id, k) for k in sorted(keys)],
             )
 

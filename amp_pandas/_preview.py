@@ -22,6 +22,14 @@ from ._encode import body_overhead
 from ._plan import INVALID, SKIPPED, VALID, Plan, chunk_rows
 from ._progress import ProgressCallback
 from ._spec import IdentifySpec, Literal
+from ._syncrun import (
+    RevertColumns,
+    SyncOptions,
+    SyncPreview,
+    UserGroups,
+    group_users,
+    preview_sync,
+)
 from .errors import AlreadySentError, SendError
 
 if TYPE_CHECKING:
@@ -127,7 +135,13 @@ class IdentifyPreview:
         (``"error"`` makes the row invalid; ``"warning"`` is sent anyway) and ``message``.
     summary : pandas.Series
         Counts: ``rows``, ``valid``, ``invalid``, ``skipped``, ``warnings`` (rows with a
-        warning), ``requests`` and ``bytes`` (the request bodies).
+        warning), ``requests`` and ``bytes`` (the request bodies); for a sync run
+        (``sync=``) also ``unchanged`` (valid rows not sent: their user is unchanged) and
+        ``removed`` (users the job would revert or let go).
+    sync : SyncPreview or None
+        For a sync run: the job, when it last ran, how many users it holds, and how many
+        users are new, changed, unchanged, ambiguous, held and removed (``.counts``), with the
+        removed users' revert identifications (``.reverts``). ``None`` without ``sync=``.
     operations : pandas.DataFrame
         One row per mapped value: ``operation``, ``property``, ``source``, ``non_null``,
         ``examples`` and ``dtype``.
@@ -158,8 +172,14 @@ class IdentifyPreview:
         spec: IdentifySpec,
         settings: SendSettings,
         operations: pd.DataFrame,
+        sync: SyncOptions | None = None,
+        sync_columns: RevertColumns | None = None,
     ) -> None:
         self._plan = plan
+        self._sync_options = sync
+        self._sync_columns = sync_columns
+        self._users: UserGroups | None = None
+        self._sync: SyncPreview | None = None
         self._spec = spec
         self._settings = settings
         self._operations = operations
@@ -223,6 +243,23 @@ class IdentifyPreview:
             self._summary = self._compute_summary()
         return self._summary.copy()
 
+    @property
+    def sync(self) -> SyncPreview | None:
+        """The sync plan of a ``sync=`` run as the ledger stands now (read when first asked;
+        a send plans again under the job's lock); ``None`` without ``sync=``."""
+        if self._sync_options is None:
+            return None
+        if self._sync is None:
+            self._sync = preview_sync(
+                self._plan, self._user_groups(), self._settings, self._sync_options
+            )
+        return self._sync
+
+    def _user_groups(self) -> UserGroups:
+        if self._users is None:
+            self._users = group_users(self._plan)
+        return self._users
+
     def _compute_summary(self) -> pd.Series:
         plan = self._plan
         key = self._settings.api_key
@@ -232,6 +269,10 @@ class IdentifyPreview:
         probs = plan.problems
         warned = probs.loc[probs["severity"] == "warning", "position"]
         warned_rows = int(np.count_nonzero(plan.state[np.unique(warned.to_numpy())] == VALID))
+        sync = self.sync
+        extra = {} if sync is None else {
+            "unchanged": sync.unchanged_rows, "removed": sync.counts["removed"]
+        }  # fmt: skip
         return pd.Series(
             {
                 "rows": len(plan),
@@ -241,6 +282,7 @@ class IdentifyPreview:
                 "warnings": warned_rows,
                 "requests": len(chunks),
                 "bytes": nbytes,
+                **extra,
             },
             dtype="int64",
             name="summary",
@@ -339,6 +381,7 @@ throttle_budget, retry_ambiguous, max_retries, backoff, backoff_max, interrupt_g
                 result=self._result,
             )
         from ._send import send_plan
+        from ._syncrun import send_sync
 
         given = {
             "api_key": api_key, "region": region, "server_url": server_url,
@@ -349,7 +392,13 @@ throttle_budget, retry_ambiguous, max_retries, backoff, backoff_max, interrupt_g
         }  # fmt: skip
         settings = self._with({k: v for k, v in given.items() if v is not None})
         try:
-            result = send_plan(self._plan, settings, progress_callback=progress_callback)
+            if self._sync_options is not None:
+                result = send_sync(
+                    self._plan, self._user_groups(), settings, self._sync_options,
+                    columns=self._sync_columns, progress_callback=progress_callback,
+                )  # fmt: skip
+            else:
+                result = send_plan(self._plan, settings, progress_callback=progress_callback)
         except SendError as exc:  # stopped part way: some rows may have been applied
             self._sent = True
             self._result = exc.result

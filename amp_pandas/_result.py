@@ -16,6 +16,8 @@ The result is a pandas DataFrame with the input's index and four columns:
     unknown       Sent, but no clear answer: it may or may not have been applied.
     not_sent      Never sent, or only answered with "not applied" (the send was interrupted
                   or stopped).
+    unchanged     Not sent: a sync run (``sync=``) found this user's identifications byte for
+                  byte what the job last sent and Amplitude acknowledged.
     ============  ==========================================================================
 
 ``http_status``
@@ -39,6 +41,7 @@ from ._status import (
     STATUSES,
     SUCCESS,
     THROTTLED,
+    UNCHANGED,
     UNKNOWN,
     WARN_STATUSES,
     summarize,
@@ -54,6 +57,7 @@ __all__ = [
     "SUCCESS",
     "SendResult",
     "THROTTLED",
+    "UNCHANGED",
     "UNKNOWN",
     "WARN_STATUSES",
     "build_result",
@@ -71,7 +75,19 @@ class SendResult(pd.DataFrame):
     (filtering, selecting, copying) is a plain ``pandas.DataFrame``. Its text and HTML views lead
     with the count of rows per status, then the reasons and the rows that did not succeed, then
     the rest.
+
+    Attributes
+    ----------
+    removed : pandas.DataFrame or None
+        For a sync run (``sync=``): the users the job had sent before that are absent now, one
+        row each: ``user_id``, ``device_id``, ``identification`` (the revert sent, or
+        ``None``), ``status`` (a result status for a revert sent; ``kept`` with
+        ``removed="keep"``; ``skipped`` when nothing the job did can be undone), ``error`` and
+        ``not_undone`` (what the revert leaves in place). ``None`` without ``sync=``.
     """
+
+    _metadata = ["removed"]
+    removed: pd.DataFrame | None = None
 
     @property
     def _constructor(self) -> type[pd.DataFrame]:

@@ -27,7 +27,9 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -55,11 +57,32 @@ from ._secret import MASK, redact
 from ._transport import AMBIGUOUS, RESPONSE, Connection, Outcome, post
 from .errors import AuthenticationError, InterruptedSendWarning, RowsNotSucceededWarning
 
-__all__ = ["send_plan"]
+__all__ = ["SendObserver", "Settled", "send_plan", "user_stacklevel"]
 
 log = logging.getLogger("amp_pandas")
 
 _POLL = 0.05
+
+
+class SendObserver(Protocol):
+    """Hooks the send loop calls from the thread that called :func:`send_plan` (a sync run's
+    ledger writes them down). An exception raised by a hook stops the send: nothing more is
+    dispatched, the requests in flight are awaited, and the exception is raised at the end."""
+
+    def before_request(self, rows: np.ndarray) -> None:
+        """``rows`` (positions) are about to leave in one request (a retry too)."""
+
+    def after_rows_final(self, rows: np.ndarray, statuses: np.ndarray) -> None:
+        """``rows`` reached their final status (codes into :data:`STATUSES`): after the answer
+        of a request, and for the rows still open when the send ends."""
+
+    def send_over(self, interrupted: bool) -> None:
+        """The send is over (every row final); ``interrupted`` by Ctrl-C or not."""
+
+
+#: Rows given a final status before the send starts (they are never sent): positions, a
+#: status code into :data:`STATUSES` and the reason (or ``None``).
+Settled = tuple[np.ndarray, int, str | None]
 
 
 def send_plan(
@@ -67,6 +90,8 @@ def send_plan(
     settings: SendSettings,
     *,
     progress_callback: ProgressCallback | None = None,
+    observer: SendObserver | None = None,
+    settled: Sequence[Settled] = (),
 ) -> pd.DataFrame:
     """Send the valid rows of ``plan`` and say what became of every row.
 
@@ -80,6 +105,11 @@ def send_plan(
         ``callback(done_counts, waiting)``, called from this thread as rows resolve (see
         :mod:`amp_pandas._progress`). Independent of ``settings.progress``, which controls the
         ``tqdm`` bar; a notebook widget passes ``progress=False`` and a callback.
+    observer : SendObserver, optional
+        Told before each request leaves and after its rows end (a sync run's ledger).
+    settled : sequence of (rows, status code, reason)
+        Valid rows that are not to be sent, with the status they end with (a sync run's
+        ``unchanged`` rows, and its held rows ``unknown``).
 
     Returns
     -------
@@ -102,9 +132,11 @@ def send_plan(
         The send was interrupted (Ctrl-C); the result is partial.
     """
     key = require_key(settings)
-    sender = _Sender(plan, settings, key, progress_callback)
+    sender = _Sender(plan, settings, key, progress_callback, observer, settled)
     result = sender.run()
-    level = _user_stacklevel()
+    level = user_stacklevel()
+    if sender.observer_error is not None:
+        raise sender.observer_error
     if sender.auth_failure is not None:
         status, excerpt = sender.auth_failure
         masked = settings.api_key.masked if settings.api_key is not None else MASK
@@ -124,7 +156,7 @@ def send_plan(
     return result
 
 
-def _user_stacklevel() -> int:
+def user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first caller outside amp_pandas."""
     frame = sys._getframe(1)
     level = 1
@@ -153,12 +185,18 @@ class _Sender:
         settings: SendSettings,
         key: str,
         callback: ProgressCallback | None,
+        observer: SendObserver | None = None,
+        settled: Sequence[Settled] = (),
     ) -> None:
         self.plan = plan
         self.settings = settings
         self._key = key
         self.policy = Policy.from_settings(settings)
         self.rows = RowState(plan)
+        for rows, code, reason in settled:
+            self.rows.resolve(rows, code, reason)
+        self.observer = observer
+        self.observer_error: BaseException | None = None
         self.inflight: dict[Future, Item] = {}
         self.abandoned: list[Future] = []
         self.auth_failure: tuple[int, str] | None = None
@@ -173,7 +211,10 @@ class _Sender:
         s = self.settings
         plan = self.plan
         overhead = body_overhead(len(self._key.encode()), len(self.boundary))
-        chunks = chunk_rows(plan, batch_size=s.batch_size, overhead=overhead)
+        order = plan.order
+        if self.rows.done[order].any():  # settled rows are not sent
+            order = order[~self.rows.done[order]]
+        chunks = chunk_rows(plan, order, batch_size=s.batch_size, overhead=overhead)
         self.queue = Scheduler(
             plan, chunks, self.rows.done, s.batch_size, MAX_BODY_BYTES - overhead, s.throttle_pause
         )
@@ -199,7 +240,10 @@ class _Sender:
                 except KeyboardInterrupt:
                     self.interrupted = True
                     self._drain_after_interrupt()
+            still_open = ~self.rows.done
             self._finalize()
+            self._observe_final(np.flatnonzero(still_open))
+            self._observe("send_over", self.interrupted)
             try:
                 self._report()
             except KeyboardInterrupt:  # the send is over; the result is complete
@@ -235,13 +279,13 @@ class _Sender:
             self._harvest()
             now = time.monotonic()
             next_time = math.inf
-            if self.auth_failure is None:
+            if self.auth_failure is None and self.observer_error is None:
                 free = self.settings.max_workers - len(self.inflight)
                 items, next_time = self.queue.take(free, now)
                 for item in items:
                     self._submit(executor, item)
             if not self.inflight:
-                if self.auth_failure is not None or not self.queue:
+                if self.auth_failure is not None or self.observer_error or not self.queue:
                     return
                 if next_time == math.inf:
                     self._deadlock()
@@ -255,6 +299,10 @@ class _Sender:
 
     # ------------------------------------------------------------------ requests
     def _submit(self, executor: ThreadPoolExecutor, item: Item) -> None:
+        if self.observer_error is not None or not self._observe("before_request", item.rows):
+            # the observer could not record the request: it does not leave
+            self.queue.requeue(item, item.rows)
+            return
         # Mark first: if Ctrl-C lands between these lines, the rows count as sent and end
         # 'unknown' rather than 'not_sent' -- pessimistic, never wrong.
         self.rows.sent_unanswered[item.rows] = True
@@ -299,6 +347,27 @@ class _Sender:
                 )
             self._handle(item, outcome)
             self.rows.sent_unanswered[item.rows] = False
+            self._observe_final(item.rows)
+
+    def _observe(self, hook: str, *args: object) -> bool:
+        """Call an observer hook; an error stops the send (kept, raised at the end)."""
+        if self.observer is None:
+            return True
+        try:
+            getattr(self.observer, hook)(*args)
+        except Exception as exc:
+            if self.observer_error is None:
+                self.observer_error = exc
+            return False
+        return True
+
+    def _observe_final(self, rows: np.ndarray) -> None:
+        """Tell the observer which of ``rows`` are final now."""
+        if self.observer is None or not len(rows):
+            return
+        final = rows[self.rows.done[rows]]
+        if len(final):
+            self._observe("after_rows_final", final, self.rows.status[final])
 
     # ------------------------------------------------------------------ answers
     def _handle(self, item: Item, outcome: Outcome) -> None:

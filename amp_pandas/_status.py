@@ -17,14 +17,18 @@ __all__ = [
     "STATUSES",
     "SUCCESS",
     "THROTTLED",
+    "UNCHANGED",
     "UNKNOWN",
     "WARN_STATUSES",
     "summarize",
 ]
 
-STATUSES = ("success", "invalid", "skipped", "failed", "throttled", "unknown", "not_sent")
-SUCCESS, INVALID, SKIPPED, FAILED, THROTTLED, UNKNOWN, NOT_SENT = range(len(STATUSES))
-#: Statuses that make a send warn (``skipped`` rows had nothing to send).
+STATUSES = (
+    "success", "invalid", "skipped", "failed", "throttled", "unknown", "not_sent", "unchanged"
+)
+SUCCESS, INVALID, SKIPPED, FAILED, THROTTLED, UNKNOWN, NOT_SENT, UNCHANGED = range(len(STATUSES))
+#: Statuses that make a send warn (``skipped`` rows had nothing to send; ``unchanged`` rows of a
+#: sync run were acknowledged before, byte for byte, and are not sent again).
 WARN_STATUSES = ("invalid", "failed", "throttled", "unknown", "not_sent")
 
 
@@ -35,7 +39,7 @@ def summarize(result: pd.DataFrame) -> pd.Series:
     --------
     >>> summarize(pd.DataFrame({"status": ["success", "failed", "success"]})).to_dict()
     {'success': 2, 'invalid': 0, 'skipped': 0, 'failed': 1, 'throttled': 0, 'unknown': 0, \
-'not_sent': 0}
+'not_sent': 0, 'unchanged': 0}
     """
     counts = result["status"].value_counts().reindex(list(STATUSES), fill_value=0)
     return pd.Series(

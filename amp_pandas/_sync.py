@@ -25,7 +25,8 @@ held          as ``ambiguous``, but a row holds a non-idempotent operation (``$a
 ============  ===========================================================================
 
 A *removed* user is one the job still counts as a member (sent in an earlier run, not reverted
-and not let go) that is absent from the new run. ``removed="keep"`` sends nothing and lets it go;
+and not let go; a revert that failed or may not have landed is sent again) that is absent from
+the new run. ``removed="keep"`` sends nothing and lets it go;
 ``removed="revert"`` sends one identification per such user, built by
 :func:`revert_identification`, which undoes what the job did: ``$unset`` of every property the
 job set (by ``$set``, ``$setOnce`` or a plain property) and ``$remove`` of every value the job
@@ -659,10 +660,16 @@ class LedgerState:
             return np.full(len(keys), -1, dtype=np.intp)
         return self.index.get_indexer(pd.Index(np.asarray(keys, dtype=object), dtype=object))
 
+    def member_mask(self) -> np.ndarray:
+        """Per user, whether the job counts it as a member: its last action is ``sync``, or a
+        revert that was not acknowledged (failed, or unknown: reverting is idempotent, so a
+        removed user's revert is sent again until it is acknowledged)."""
+        return (self.action == SYNC) | ((self.action == REVERT) & (self.outcome != ACKNOWLEDGED))
+
     @property
     def members(self) -> int:
-        """Users the job counts as members (last action ``sync``)."""
-        return int((self.action == SYNC).sum())
+        """Users the job counts as members (see :meth:`member_mask`)."""
+        return int(self.member_mask().sum())
 
     def revert_of(self, positions: np.ndarray) -> list[RevertInfo]:
         """The revert infos of the users at ``positions``."""
@@ -821,7 +828,7 @@ def plan_sync(
 
     present = np.zeros(len(state), dtype=bool)
     present[p] = True
-    removed_pos = np.flatnonzero((state.action == SYNC) & ~present)
+    removed_pos = np.flatnonzero(state.member_mask() & ~present)
     return SyncPlan(
         keys=key_arr,
         status=status,

@@ -13,9 +13,10 @@ wires the buttons. Its layout::
     │   ├── "Payloads"         VBox
     │   │   ├── HBox           ◀ button, row position (BoundedIntText), ▶ button, caption
     │   │   └── payload_view   HTML        the row's identification as pretty JSON
-    │   └── "Problems (n)"     VBox
-    │       ├── HBox           severity and column filters (Dropdowns)
-    │       └── problems_view  HTML        problems grouped by kind, counts, example rows
+    │   ├── "Problems (n)"     VBox
+    │   │   ├── HBox           severity and column filters (Dropdowns)
+    │   │   └── problems_view  HTML        problems grouped by kind, counts, example rows
+    │   └── "Removed (n)"      HTML        sync runs only: removed users, their revert payloads
     └── send box               VBox
         ├── HBox               Send button, status (why it is disabled / what happened)
         ├── HBox               IntProgress and its label (hidden until a send starts)
@@ -28,6 +29,13 @@ after ``preview.send()`` ran in code shows the refusal
 (:class:`~amp_pandas.errors.AlreadySentError`) and that send's result. One preview displayed twice
 shows the same widget (two views of one model). No value or description in the widget tree ever
 holds the API key: only ``preview.key_status`` (masked).
+
+Stable hooks for browser tests: the widget has the class ``amp-pandas-widget``, its header
+``amp-widget-header`` (for a sync run it holds ``div.amp-sync`` with one
+``span.amp-sync-count[data-status=...]`` per plan status and ``div.amp-sync-send``: what a Send
+will do), the Removed tab's view ``amp-removed-tab`` (holding ``div.amp-removed[data-count]``,
+one ``tr.amp-removed-row[data-user]`` per user and its ``pre.amp-revert-payload``), the Send
+button ``amp-send-button`` and the result view ``amp-result-view``.
 """
 
 from __future__ import annotations
@@ -107,9 +115,11 @@ class PreviewWidget(widgets.VBox):
         self._last_progress = 0.0
         self._started = 0.0
         summary = preview.summary
-        self._to_send = int(summary["valid"])
+        sync = preview.sync
+        self._to_send = int(summary["valid"]) if sync is None else sync.send_rows
 
         self.header = _html(_display.header_html(preview))
+        self.header.add_class("amp-widget-header")
 
         # -- Operations
         self.operations_view = _html(_display.operations_html(preview), overflow="auto")
@@ -169,14 +179,19 @@ class PreviewWidget(widgets.VBox):
         )
 
         n_problems = int(self._groups["count"].sum()) if len(self._groups) else 0
-        self.tabs = widgets.Tab(
-            children=[self.operations_view, payloads_tab, problems_tab],
-            titles=(
-                "Operations",
-                "Payloads",
-                f"Problems ({n_problems:,})" if n_problems else "Problems",
-            ),
-        )
+        children: list[widgets.Widget] = [self.operations_view, payloads_tab, problems_tab]
+        titles = ["Operations", "Payloads",
+                  f"Problems ({n_problems:,})" if n_problems else "Problems"]  # fmt: skip
+        # -- Removed (sync runs): the removed users and their revert payloads
+        self.removed_view: widgets.HTML | None = None
+        if sync is not None:
+            self.removed_view = _html(_display.removed_html(preview), overflow="auto",
+                                      max_height="28em")  # fmt: skip
+            self.removed_view.add_class("amp-removed-tab")
+            children.append(self.removed_view)
+            n_removed = sync.counts["removed"]
+            titles.append(f"Removed ({n_removed:,})" if n_removed else "Removed")
+        self.tabs = widgets.Tab(children=children, titles=tuple(titles))
 
         # -- Send
         host = _host(preview.endpoint)
@@ -188,8 +203,11 @@ class PreviewWidget(widgets.VBox):
             disabled=self.blocker is not None,
             layout=widgets.Layout(width="auto", min_width="10em"),
         )
+        self.send_button.add_class("amp-send-button")
         self.send_status = _html(
             f"<i>Send is disabled: {html.escape(self.blocker)}.</i>" if self.blocker
+            else f"{html.escape(sync.send_text())} To {html.escape(host)} "
+                 f"(key {html.escape(preview.key_status)})." if sync is not None
             else f"Sends the {self._to_send:,} valid rows to {html.escape(host)} "
                  f"(key {html.escape(preview.key_status)}), as previewed."
         )
@@ -202,6 +220,7 @@ class PreviewWidget(widgets.VBox):
             [self.progress, self.progress_label], layout=widgets.Layout(display="none")
         )
         self.result_view = _html(overflow="auto")
+        self.result_view.add_class("amp-result-view")
         self.send_button.on_click(self._on_send)
         send_box = widgets.VBox(
             [
@@ -316,6 +335,9 @@ class PreviewWidget(widgets.VBox):
         if error is None and result is not None:
             self.state = SENT
             ok = int((result["status"] == "success").sum())
+            removed = getattr(result, "removed", None)
+            if self.removed_view is not None and removed is not None:
+                self.removed_view.value = _display.removed_result_html(removed)
             button.description = "Sent"
             button.icon = "check"
             button.button_style = "success" if ok == self._to_send else "warning"

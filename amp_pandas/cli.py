@@ -1,4 +1,4 @@
-"""The ``amp-pandas`` command: ``demo``, ``sandbox`` and ``identify FILE``.
+"""The ``amp-pandas`` command: ``demo``, ``sandbox``, ``identify FILE`` and ``ledger``.
 
 Exit status: 0 when everything succeeded (for ``identify --dry-run``: no row is invalid);
 1 when some rows did not succeed (or are invalid in a dry run), or Amplitude rejected the key;
@@ -100,6 +100,25 @@ def _parser() -> argparse.ArgumentParser:
     ident.add_argument("--retry-ambiguous", action="store_true",
                        help="also retry $add/$append/$prepend rows whose outcome is unknown")
     ident.add_argument("--no-progress", action="store_true")
+    ident.add_argument("--sync", metavar="NAME",
+                       help="run as sync job NAME: send only new and changed users, remember "
+                            "what was sent in the ledger")  # fmt: skip
+    ident.add_argument("--removed", choices=("keep", "revert"), default="keep",
+                       help="with --sync: what becomes of users the job sent before that are "
+                            "absent now (default: keep them as they are)")  # fmt: skip
+    ident.add_argument("--ledger", metavar="PATH",
+                       help="the ledger file (default: $AMP_PANDAS_LEDGER, else the user's "
+                            "data directory)")  # fmt: skip
+
+    ledger = sub.add_parser("ledger", help="list, show or forget the sync jobs of the ledger")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    for name, what in (("list", "the jobs: endpoint, users, last run, outcomes"),
+                       ("show", "the users of job JOB: outcome and what a revert undoes"),
+                       ("forget", "forget job JOB: its next run starts afresh")):  # fmt: skip
+        cmd = ledger_sub.add_parser(name, help=what)
+        if name != "list":
+            cmd.add_argument("job", metavar="JOB", help="the job's name (or its id)")
+        cmd.add_argument("--ledger", metavar="PATH", help="the ledger file")
     return parser
 
 
@@ -113,6 +132,9 @@ _CLI_PHRASES: tuple[tuple[str, str], ...] = (
     (r"use literal\([^)]*\)", "use --literal PROP=VALUE"),
     (r"literal\([^)]*\)", "--literal PROP=VALUE"),
     (r"\bforce=True", "a new run"),
+    (r"(?<![\w-])sync= a job name", "--sync NAME"),
+    (r"(?<![\w-])(sync|removed|ledger)=(?=\S)", r"--\1 "),
+    (r"(?<![\w-])(sync|removed|ledger)=", r"--\1"),
 )
 _ARG_FLAGS = {"groups": "group", "fields": "field", "max_workers": "max-workers"}
 
@@ -239,11 +261,11 @@ def _mapping(args: argparse.Namespace) -> dict[str, Any]:
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM arrived before anything was sent (while the file was read or checked)."""
+    """SIGTERM arrived where the send could not stop at a safe point."""
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
+def _sigterm_as_interrupt(defer: bool = False) -> Iterator[dict[str, bool]]:
     """Treat SIGTERM like Ctrl-C while sending: the send stops at a safe point.
 
     A scheduler's or ``timeout``'s SIGTERM then ends the send the way Ctrl-C does: requests in
@@ -258,8 +280,10 @@ def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
         current = signal.getsignal(signal.SIGINT)
         if callable(current) and current is not signal.default_int_handler:
             current(signal.SIGINT, frame)  # the send's own Ctrl-C handling: stop at a safe point
-        # else: the file is being read or checked; the next chunk boundary stops (nothing of
-        # the next chunk is sent, the rows not sent are marked so)
+        elif not defer:
+            raise _Terminated
+        # else: a file read in chunks is being read or checked; the next chunk boundary stops
+        # (nothing of the next chunk is sent, the rows not sent are marked so)
 
     try:
         previous_term = signal.signal(signal.SIGTERM, handler)
@@ -287,6 +311,57 @@ def _whole_file(args: argparse.Namespace, mapping: dict[str, Any]) -> Any:
     return read_table(args.file, missing=args.missing, keep_text=keep_text)
 
 
+def _identify_whole(
+    args: argparse.Namespace, mapping: dict[str, Any], options: dict[str, Any]
+) -> int:
+    """``identify`` on the whole file at once (a ``--sync`` run), read by the same rule."""
+    from .errors import InterruptedSendWarning
+
+    df = _whole_file(args, mapping)
+    preview = df.amplitude.identify(
+        user_id=args.user_id,
+        device_id=args.device_id,
+        nulls=args.nulls,
+        region=args.region,
+        server_url=args.server_url,
+        dry_run=True,
+        progress=not args.no_progress,
+        **mapping,
+        **options,
+    )
+    if args.dry_run:
+        print(cli_words(repr(preview)))
+        return 1 if preview.summary["invalid"] else 0
+    with _sigterm_as_interrupt() as state, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = preview.send()
+    interrupted = any(issubclass(w.category, InterruptedSendWarning) for w in caught)
+    counts = result.status.value_counts()
+    print("result: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if args.out:
+        result.to_csv(args.out)
+        print(f"per-row result written to {args.out}")
+    removed = getattr(result, "removed", None)
+    if removed is not None and len(removed):
+        counts = removed.status.value_counts()
+        print("removed users: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    bad = result[~result.status.isin(("success", "unchanged"))]
+    if len(bad):
+        shown = bad.head(10).copy()
+        shown["error"] = shown["error"].map(lambda r: cli_words(r) if isinstance(r, str) else r)
+        print(shown.to_string(), file=sys.stderr)
+    if interrupted:
+        how = "terminated" if state["terminated"] else "interrupted"
+        print(
+            f"amp-pandas: {how}; rows not sent are marked not_sent"
+            + (f" in {args.out}" if args.out else "")
+            + ": run again on those rows to send them",
+            file=sys.stderr,
+        )
+        return 143 if state["terminated"] else 130
+    return 0 if len(bad) == 0 else 1
+
+
 def _identify(args: argparse.Namespace) -> int:
     """Check every row of the file a chunk at a time, then send chunk by chunk (or only print
     the verdict with ``--dry-run``); memory follows ``--chunk-rows``, not the file."""
@@ -305,6 +380,12 @@ def _identify(args: argparse.Namespace) -> int:
         options["max_workers"] = args.max_workers
     if args.retry_ambiguous:
         options["retry_ambiguous"] = True
+    if args.sync is not None:
+        options.update(sync=args.sync, removed=args.removed, ledger=args.ledger)
+        # A sync run compares the whole run with the ledger's last one: the whole file at once
+        return _identify_whole(args, mapping, options)
+    if args.removed != "keep" or args.ledger:
+        raise _UsageError("--removed and --ledger need --sync NAME")
     arguments = dict(
         user_id=args.user_id,
         device_id=args.device_id,
@@ -315,15 +396,15 @@ def _identify(args: argparse.Namespace) -> int:
         **mapping,
         **options,
     )
-    # A run recorded in a sync ledger (--sync) needs the whole run at once: that path takes
-    # _whole_file(args, mapping) (the same reading rule) and df.amplitude.identify instead.
     bad: list[Any] = []
 
     def keep_bad(result: Any) -> None:
         if sum(len(b) for b in bad) < 10:
             bad.append(result[result.status != "success"].head(10))
 
-    with _sigterm_as_interrupt() as state, warnings.catch_warnings(record=True) as caught:
+    with _sigterm_as_interrupt(defer=True) as state, warnings.catch_warnings(
+        record=True
+    ) as caught:
         warnings.simplefilter("always")
         try:
             outcome = run_file(
@@ -384,6 +465,39 @@ def _identify(args: argparse.Namespace) -> int:
     return 0 if int(outcome.get("success", 0)) == int(outcome.sum()) else 1
 
 
+def _ledger(args: argparse.Namespace) -> int:
+    """``amp-pandas ledger list|show JOB|forget JOB``."""
+    import pandas as pd
+
+    from ._ledger import Ledger
+
+    job: str | int | None = getattr(args, "job", None)
+    if isinstance(job, str) and job.isdigit():
+        job = int(job)
+    with Ledger(args.ledger) as ledger:
+        if args.ledger_command == "list":
+            jobs = ledger.jobs()
+            if not len(jobs):
+                print(f"no sync jobs in {ledger.path}")
+                return 0
+            shown = jobs[["id", "job", "endpoint_host", "users", "members", "last_run",
+                          "acknowledged", "failed", "unknown", "in_flight"]]  # fmt: skip
+            print(shown.to_string(index=False))
+            return 0
+        assert job is not None
+        if args.ledger_command == "show":
+            users = ledger.users(job)
+            users["key"] = users["key"].map(
+                lambda k: f"device {k[1:]}" if k.startswith("\x00") else k
+            )
+            with pd.option_context("display.max_colwidth", 80):
+                print(users.drop(columns=["digest"]).to_string(index=False))
+            return 0
+        n = ledger.forget(job)
+        print(f"forgot sync job {job!r} ({n:,} users); its next run sends every user")
+        return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     from .errors import AmpPandasError, AuthenticationError
@@ -402,6 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 kwargs["api_key"] = args.api_key
             serve(**kwargs)
             return 0
+        if args.command == "ledger":
+            return _ledger(args)
         return _identify(args)
     except AuthenticationError as exc:
         print(f"amp-pandas: {cli_words(str(exc))}", file=sys.stderr)

@@ -54,6 +54,12 @@ SENDING_OPTIONS: dict[str, Any] = {
 }
 MAPPING_ARGS = ("user_id", "device_id", *OPERATIONS, "unset", "groups", "fields", "nulls")
 WHERE_ARGS = ("dry_run", "api_key", "region", "server_url", "session")
+#: The sync arguments and their annotations and defaults, by hand.
+SYNC_ARGS = {
+    "sync": ("str | None", None),
+    "ledger": ("str | os.PathLike[str] | None", None),
+    "removed": ("RemovedMode", "keep"),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +87,7 @@ def test_all_is_explicit_sorted_and_complete() -> None:
         "AmplitudeAccessor",
         "FIELDS",
         "IdentifyPreview",
+        "Ledger",
         "SendResult",
         "__version__",
         "errors",
@@ -153,7 +160,8 @@ def test_one_operation_keyword_per_operation_of_the_rules_module(func: Any) -> N
 @pytest.mark.parametrize("func", [AmplitudeAccessor.identify, identify])
 def test_sending_options_are_typed_keywords_with_the_settings_defaults(func: Any) -> None:
     ps = {p.name: p for p in params(func)}
-    assert list(ps) == [*MAPPING_ARGS, *WHERE_ARGS, *SENDING_OPTIONS]
+    assert list(ps) == [*MAPPING_ARGS, *WHERE_ARGS, *SENDING_OPTIONS, *SYNC_ARGS]
+    assert {n: (ps[n].annotation, ps[n].default) for n in SYNC_ARGS} == SYNC_ARGS
     assert {name: ps[name].default for name in SENDING_OPTIONS} == SENDING_OPTIONS
     settings_defaults = {
         f.name: f.default for f in dataclasses.fields(SendSettings) if f.name in OPTION_NAMES
@@ -334,6 +342,13 @@ WRONG: list[tuple[str, Any, type]] = [
     ("interrupt_grace", [1], ConfigurationError),
     ("progress", None, ConfigurationError),
     ("progress", "no", ConfigurationError),
+    ("sync", 5, ArgumentError),
+    ("sync", "", ArgumentError),
+    ("sync", "  ", ArgumentError),
+    ("sync", ["job"], ArgumentError),
+    ("removed", "drop", ArgumentError),
+    ("removed", None, ArgumentError),
+    ("ledger", 5, ArgumentError),
 ]
 
 

@@ -29,3 +29,18 @@ def test_bench_ledger_quick() -> None:
         "ledger size",
     ]
     assert lines[-1].endswith(" bytes/user |")
+
+
+def test_bench_sync_quick() -> None:
+    """The sync benchmark runs (``--quick``); it checks itself that the re-run sends nothing."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_sync.py"), "--quick"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("20,000 rows, requests of 1000")
+    steps = [line.split(" | ")[0].lstrip("| ") for line in lines[3:]]
+    assert steps == ["plain send (no sync)", "first sync run",
+                     "re-run, all unchanged (0 requests)", "ledger size"]  # fmt: skip

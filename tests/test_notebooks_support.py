@@ -20,6 +20,7 @@ def test_the_three_notebooks_are_there() -> None:
         "01-quickstart.ipynb",
         "02-cohort-tagging.ipynb",
         "03-failures-and-throttling.ipynb",
+        "04-weekly-cohort-sync.ipynb",
         "06-large-exports.ipynb",
     ]
 

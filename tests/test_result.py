@@ -97,6 +97,7 @@ def test_summarize_counts_every_status_in_order() -> None:
         "throttled": 0,
         "unknown": 1,
         "not_sent": 1,
+        "unchanged": 0,
     }
     # also on a plain, filtered frame
     r = _result()

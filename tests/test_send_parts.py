@@ -72,7 +72,7 @@ def test_finalize_says_why_each_open_row_ends_as_it_does() -> None:
         "may have been applied (HTTP 500); not retried: the send was interrupted",
         "not sent: the send was interrupted (last attempt: HTTP 503 (not applied))",
     ]
-    assert state.pending == 0 and state.counts.tolist() == [1, 0, 0, 0, 0, 2, 1]
+    assert state.pending == 0 and state.counts.tolist() == [1, 0, 0, 0, 0, 2, 1, 0]
 
 
 # ---------------------------------------------------------------- Scheduler: per-lane order

@@ -359,6 +359,7 @@ def test_progress_bar_and_callback(sb: Sandbox, capsys: pytest.CaptureFixture[st
         "throttled": 0,
         "unknown": 0,
         "not_sent": 0,
+        "unchanged": 0,
         "pending": 0,
         "rows": 30,
     }

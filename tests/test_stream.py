@@ -132,7 +132,7 @@ def test_out_receives_every_row_and_the_call_returns_counts(
         counts = amp_pandas.identify_file(path, **JOB, chunk_rows=6, out=out, **target(sb))
     assert counts.to_dict() == {
         "success": 19, "invalid": 1, "skipped": 0, "failed": 0,
-        "throttled": 0, "unknown": 0, "not_sent": 0,
+        "throttled": 0, "unknown": 0, "not_sent": 0, "unchanged": 0,
     }
     written = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
     assert written["row"].tolist() == list(range(20))

@@ -132,7 +132,8 @@ def test_plan_agrees_with_classify_user_by_user(
     assert list(plan.send) == [s in ("new", "changed", "ambiguous") for s in expected]
     present = {f"user-{k}" for k, _, _ in new}
     assert sorted(plan.removed) == sorted(
-        f"user-{k}" for k, _, a, _ in known if a == SYNC and f"user-{k}" not in present
+        f"user-{k}" for k, o, a, _ in known
+        if (a == SYNC or (a == REVERT and o != ACKNOWLEDGED)) and f"user-{k}" not in present
     )
 
 
@@ -148,6 +149,7 @@ def test_plan_of_a_hand_built_state() -> None:
         ("left-unknown", dg(1), UNKNOWN, SYNC, cohort),
         ("kept-earlier", dg(1), ACKNOWLEDGED, KEPT, cohort),
         ("reverted-earlier", b"", ACKNOWLEDGED, REVERT, None),
+        ("revert-failed", dg(1), FAILED, REVERT, cohort),  # its revert is sent again
     ])  # fmt: skip
     keys = ["same", "edited", "retry", "maybe-safe", "maybe-adds", "brand-new"]
     plan = plan_sync(state, keys, [dg(1), dg(2), dg(1), dg(1), dg(1), dg(1)],
@@ -158,10 +160,10 @@ def test_plan_of_a_hand_built_state() -> None:
     }  # fmt: skip
     assert list(plan.send) == [False, True, True, True, False, True]
     assert plan.counts() == {"new": 1, "changed": 2, "unchanged": 1, "ambiguous": 1, "held": 1,
-                             "removed": 2}  # fmt: skip
-    assert list(plan.removed) == ["left", "left-unknown"]
+                             "removed": 3}  # fmt: skip
+    assert list(plan.removed) == ["left", "left-unknown", "revert-failed"]
     reverts = plan.reverts()
-    assert list(reverts["key"]) == ["left", "left-unknown"]
+    assert list(reverts["key"]) == ["left", "left-unknown", "revert-failed"]
     assert reverts["identification"][0] == {
         "user_id": "left",
         "user_properties": {"$unset": {"cohort": "-"}, "$remove": {"campaigns": ["q2"]}},

@@ -1,0 +1,651 @@
+"""A sync run of ``identify`` (``sync="job"``): the job's plan, its send, and its removed users.
+
+The bridge between a built plan, the ledger (:mod:`amp_pandas._ledger`, storage) and the
+planning rules (:mod:`amp_pandas._sync`, no I/O):
+
+- :func:`sync_options` checks ``sync=``, ``ledger=``, ``removed=`` (without ``sync=`` nothing
+  else happens and no ledger is touched);
+- :func:`group_users` names each valid row's user (its ``user_id``, else its ``device_id``) and
+  computes per user the digest of its identifications and whether they are all idempotent;
+- :func:`preview_sync` reads the job's state (reads only; a missing ledger file is not created)
+  and plans against it, for the dry run;
+- :func:`send_sync` takes the job's lock, plans again from the state under it, sends the users
+  that need it through :func:`~amp_pandas._send.send_plan` with :class:`LedgerObserver` (each
+  request's users in flight before it leaves, their outcome after the answer), then handles the
+  removed users (let go, or one revert identification each, sent the same way).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._amplitude import NON_IDEMPOTENT_OPERATIONS, OPERATIONS, UNSET
+from ._config import SendSettings, require_key
+from ._ledger import Ledger, Run, default_path
+from ._payloads import Payloads
+from ._plan import VALID, Plan
+from ._progress import ProgressCallback
+from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
+from ._send import send_plan, user_stacklevel
+from ._spec import IdentifySpec, Literal
+from ._sync import (
+    DIGEST_BYTES,
+    HELD,
+    HELD_REASON,
+    LedgerState,
+    RevertInfo,
+    SyncPlan,
+    identification_digest,
+    key_fields,
+    plan_sync,
+    revert_infos_of_rows,
+    summarize_user,
+    union_by_user,
+    user_keys,
+)
+from ._sync import (
+    UNCHANGED as PLAN_UNCHANGED,
+)
+from .errors import (
+    AmpPandasWarning,
+    ArgumentError,
+    InterruptedSendWarning,
+    RowsNotSucceededWarning,
+    SendError,
+)
+
+__all__ = [
+    "REMOVED_COLUMNS",
+    "LedgerObserver",
+    "RevertColumns",
+    "SyncOptions",
+    "SyncPreview",
+    "UserGroups",
+    "group_users",
+    "plan_users",
+    "preview_sync",
+    "revert_columns",
+    "revert_infos",
+    "send_sync",
+    "sync_options",
+]
+
+REMOVED_MODES = ("keep", "revert")
+#: Columns of ``result.removed``.
+REMOVED_COLUMNS = ["user_id", "device_id", "identification", "status", "error", "not_undone"]
+#: Rows whose texts are read at a time when digesting.
+_CHUNK = 65_536
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """What ``sync=``, ``ledger=`` and ``removed=`` asked for."""
+
+    name: str
+    ledger: Path | None
+    removed: str
+
+    @property
+    def ledger_path(self) -> Path:
+        """The ledger file: ``ledger=``, else the default (``$AMP_PANDAS_LEDGER``...)."""
+        return self.ledger if self.ledger is not None else default_path()
+
+
+def sync_options(sync: Any, ledger: Any, removed: Any) -> SyncOptions | None:
+    """Check the sync arguments; ``None`` without ``sync=`` (and then nothing else may be set).
+
+    Examples
+    --------
+    >>> sync_options("winback", None, "revert").removed
+    'revert'
+    >>> sync_options(None, None, "keep") is None
+    True
+    """
+    if not isinstance(removed, str) or removed not in REMOVED_MODES:
+        raise ArgumentError(f'removed= must be "keep" or "revert", not {removed!r}')
+    if ledger is not None and not isinstance(ledger, str | os.PathLike):
+        raise ArgumentError(
+            f"ledger= takes the path of the ledger file (a str or a Path), not "
+            f"{type(ledger).__name__} {ledger!r}"
+        )
+    if sync is None:
+        if ledger is not None:
+            raise ArgumentError("ledger= is used by sync runs only; pass sync= a job name too")
+        if removed != "keep":
+            raise ArgumentError(
+                f'removed="{removed}" needs a sync job: pass sync= a job name (the job '
+                "remembers who was sent, so that it can tell who left)"
+            )
+        return None
+    if not isinstance(sync, str) or not sync.strip():
+        raise ArgumentError(
+            f"sync= takes a job name (a non-empty string such as 'winback-q2'), not "
+            f"{type(sync).__name__} {sync!r}"
+        )
+    path = None if ledger is None else Path(os.fspath(ledger)).expanduser()
+    return SyncOptions(sync, path, removed)
+
+
+# --- users of a plan ----------------------------------------------------------------------------
+
+
+@dataclass
+class UserGroups:
+    """The users of a plan's valid rows, and the digests of their identifications (computed
+    when first asked for: a first run needs none before it starts sending).
+
+    Attributes
+    ----------
+    rows : ndarray of int64
+        The valid rows (positions).
+    code : ndarray of int64
+        Per row of the plan, its user's number (-1 for rows that are not valid).
+    keys : ndarray of object
+        Per user, its ledger key (:func:`~amp_pandas._sync.user_key`).
+    idempotent : ndarray of bool
+        Per user, whether every row is idempotent.
+    n_rows : ndarray of int64
+        Per user, its number of valid rows.
+    """
+
+    rows: np.ndarray
+    code: np.ndarray
+    keys: np.ndarray
+    idempotent: np.ndarray
+    n_rows: np.ndarray
+    payload: Payloads = field(repr=False)
+    _digest: np.ndarray = field(init=False, repr=False)
+    _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
+    _by_user: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._digest = np.full(len(self.keys), None, dtype=object)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def user_rows(self, users: np.ndarray) -> np.ndarray:
+        """The valid rows of ``users`` (user numbers), user by user, in row order."""
+        if len(self.rows) == len(self.keys):  # one row per user
+            if self._by_user is None:
+                self._by_user = np.empty(len(self.keys), dtype=np.int64)
+                self._by_user[self.code[self.rows]] = self.rows
+            return self._by_user[users]
+        if self._sorted is None:
+            codes = self.code[self.rows]
+            order = np.argsort(codes, kind="stable")
+            starts = np.concatenate(([0], np.cumsum(self.n_rows))).astype(np.int64)
+            self._sorted = (self.rows[order], starts)
+        sorted_rows, starts = self._sorted
+        if not len(users):
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate([sorted_rows[starts[u] : starts[u + 1]] for u in users.tolist()])
+
+    def digests(self, users: np.ndarray) -> list[bytes]:
+        """The digests of ``users`` (user numbers): of each one's JSON texts, in row order."""
+        users = np.asarray(users, dtype=np.int64)
+        todo = users[pd.isna(self._digest[users])] if len(users) else users
+        for start in range(0, len(todo), _CHUNK):
+            part = todo[start : start + _CHUNK]
+            texts = self.payload.texts(self.user_rows(part))
+            counts = self.n_rows[part].tolist()
+            if all(c == 1 for c in counts):
+                self._digest[part] = [identification_digest((t,)) for t in texts]
+                continue
+            out, at = [], 0
+            for c in counts:
+                out.append(identification_digest(texts[at : at + c]))
+                at += c
+            self._digest[part] = out
+        return self._digest[users].tolist()
+
+    def digest_array(self, users: np.ndarray) -> np.ndarray:
+        """Every user's digest as ``S16``, computed for ``users`` only (zeros elsewhere)."""
+        out = np.zeros(len(self.keys), dtype=f"S{DIGEST_BYTES}")
+        if len(users):
+            out[users] = self.digests(users)
+        return out
+
+
+def group_users(plan: Plan) -> UserGroups:
+    """Number the users of the plan's valid rows (digests are computed when asked for)."""
+    rows = np.flatnonzero(plan.state == VALID)
+    ucodes = plan.user_id.codes[rows]
+    if len(rows) and (ucodes >= 0).all():  # user ids only: their codes number the users
+        codes, uniq = pd.factorize(ucodes)
+        keys = plan.user_id.values(np.asarray(uniq, dtype=np.int64))
+    else:
+        row_keys = user_keys(plan.user_id[rows], plan.device_id[rows])
+        codes, uniq = pd.factorize(row_keys)
+        keys = np.asarray(uniq, dtype=object)
+    codes = np.asarray(codes, dtype=np.int64)
+    n_users = len(keys)
+    code = np.full(len(plan), -1, dtype=np.int64)
+    code[rows] = codes
+    n_rows = np.bincount(codes, minlength=n_users).astype(np.int64)
+    non_idem = np.bincount(codes, weights=~plan.idempotent[rows], minlength=n_users)
+    return UserGroups(rows, code, np.asarray(keys, dtype=object), non_idem == 0, n_rows,
+                      plan.payload)  # fmt: skip
+
+
+def plan_users(state: LedgerState, users: UserGroups, *, removed: str,
+               retry_ambiguous: bool) -> SyncPlan:
+    """:func:`~amp_pandas._sync.plan_sync` of the users; only users the ledger knows are
+    digested (the others are new whatever their digest)."""
+    known = np.flatnonzero(state.positions(users.keys) >= 0) if len(state) else np.empty(0, int)
+    return plan_sync(state, users.keys, users.digest_array(known), users.idempotent,
+                     removed=removed, retry_ambiguous=retry_ambiguous)  # fmt: skip
+
+
+_SET_OPS = (OPERATIONS["set"], OPERATIONS["set_once"])
+_LIST_OPS = (OPERATIONS["append"], OPERATIONS["prepend"], OPERATIONS["pre_insert"],
+             OPERATIONS["post_insert"])  # fmt: skip
+_SCALARS = (str, bool, int, np.integer, np.bool_)
+
+
+@dataclass
+class RevertColumns:
+    """What the revert infos of a frame's rows are made of, read from its columns: per
+    property (or what cannot be undone, or operation) which rows hold it, and the values list
+    operations add. Built by :func:`revert_columns`; nothing is parsed."""
+
+    set_properties: dict[str, np.ndarray]
+    added: dict[str, np.ndarray]
+    irreversible: dict[str, np.ndarray]
+    non_idempotent: dict[str, np.ndarray]
+
+    def infos(self, rows: np.ndarray) -> np.ndarray:
+        """The revert info of each of ``rows`` (positions)."""
+        return revert_infos_of_rows(
+            len(rows),
+            set_properties={p: m[rows] for p, m in self.set_properties.items()},
+            added={p: v[rows] for p, v in self.added.items()},
+            irreversible={p: m[rows] for p, m in self.irreversible.items()},
+            non_idempotent={p: m[rows] for p, m in self.non_idempotent.items()},
+        )
+
+
+def _plain_values(values: Any) -> bool:
+    """Whether list-operation values are written to JSON as Python writes them: strings,
+    integers, booleans, and lists of those (floats, dates and other objects are not)."""
+    for v in values:
+        if v is None or isinstance(v, _SCALARS):
+            continue
+        if isinstance(v, list) and all(isinstance(x, _SCALARS) for x in v):
+            continue
+        return False
+    return True
+
+
+def revert_columns(df: pd.DataFrame, spec: IdentifySpec) -> RevertColumns | None:
+    """The columns revert infos are made of, or ``None`` where only the JSON tells (groups,
+    list operations of floats, dates or objects, a literal ``None``): then the identifications
+    sent are parsed instead.
+
+    A cell is present where it is not missing (None, NaN, NaT, pd.NA), as the build reads it;
+    rows that are not valid are never sent, so their masks do not matter.
+    """
+    if spec.groups:
+        return None
+    n = len(df)
+
+    def present(source: Any) -> np.ndarray | None:
+        if isinstance(source, Literal):
+            value = source.value
+            if value is None or (isinstance(value, float) and value != value):
+                return None
+            return np.ones(n, dtype=bool)
+        col = df.iloc[:, df.columns.get_loc(source)]
+        return ~col.isna().to_numpy(dtype=bool)
+
+    sets: dict[str, np.ndarray] = {}
+    added: dict[str, np.ndarray] = {}
+    lost: dict[str, np.ndarray] = {}
+    ops: dict[str, np.ndarray] = {}
+    for op, slots in spec.operations:
+        for slot in slots:
+            mask = present(slot.source)
+            if mask is None:
+                return None
+            if op in NON_IDEMPOTENT_OPERATIONS:
+                ops[op] = ops[op] | mask if op in ops else mask
+            if op in _SET_OPS:
+                sets[slot.key] = mask
+                if spec.nulls == "unset" and not mask.all():
+                    lost[f"{UNSET} {slot.key}"] = ~mask
+            elif op in _LIST_OPS:
+                if isinstance(slot.source, Literal):
+                    values = np.empty(n, dtype=object)
+                    values[:] = [slot.source.value] * n
+                else:
+                    col = df.iloc[:, df.columns.get_loc(slot.source)]
+                    values = col.to_numpy(dtype=object, na_value=None).copy()
+                    values[~mask] = None
+                if isinstance(slot.source, Literal):
+                    distinct: Any = [slot.source.value]
+                else:
+                    try:
+                        distinct = pd.unique(values[mask])
+                    except TypeError:  # lists: unhashable
+                        distinct = values[mask]
+                if not _plain_values(distinct):
+                    return None
+                added[slot.key] = values
+            else:  # $add, $remove: nothing an identification can restore
+                lost[f"{op} {slot.key}"] = mask
+    for name in spec.unset:
+        lost[f"{UNSET} {name}"] = np.ones(n, dtype=bool)
+    for slot in spec.fields:
+        mask = present(slot.source)
+        if mask is None:
+            return None
+        lost[slot.key] = mask
+    return RevertColumns(sets, added, lost, ops)
+
+
+def revert_infos(
+    plan: Plan, users: UserGroups, which: np.ndarray, columns: RevertColumns | None = None
+) -> list[RevertInfo]:
+    """What undoes the identifications of the users ``which`` (user numbers), in that order.
+
+    From ``columns`` when given (:func:`revert_columns`: nothing parsed); else each row sent
+    is parsed once, and rows that differ only in ids and ``$set``-like values share one revert
+    info (:func:`~amp_pandas._sync.summarize_user` caches them).
+    """
+    which = np.asarray(which, dtype=np.int64)
+    rows = users.user_rows(which)
+    if columns is not None:
+        infos: list[RevertInfo] = columns.infos(rows).tolist()
+    else:
+        infos = []
+        for start in range(0, len(rows), _CHUNK):
+            infos += [summarize_user((text,)).revert
+                      for text in plan.payload.texts(rows[start : start + _CHUNK])]  # fmt: skip
+    counts = users.n_rows[which]
+    if len(rows) == len(which):  # one row per user: nothing to unite
+        return infos
+    return union_by_user(np.repeat(np.arange(len(which)), counts), infos, len(which))
+
+
+# --- the dry run --------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncPreview:
+    """What a sync run would do, as a dry run sees it (nothing written).
+
+    Attributes
+    ----------
+    job : str
+        The job's name; ``ledger`` the ledger file; ``endpoint`` where it sends.
+    known : bool
+        Whether the job could be identified (it needs the API key's fingerprint).
+    last_run : pandas.Timestamp or None
+        When the job last ran (UTC).
+    held_users : int
+        Users the ledger holds for the job.
+    counts : dict
+        Users per plan status (``new``, ``changed``, ``unchanged``, ``ambiguous``, ``held``)
+        and ``removed``.
+    unchanged_rows : int
+        Rows not sent because their user is unchanged.
+    send_rows : int
+        Rows a send would post.
+    removed_mode : str
+        ``"keep"`` or ``"revert"``.
+    reverts : pandas.DataFrame
+        The removed users: ``user_id``, ``device_id``, ``identification`` (the revert a send
+        would post; ``None`` with ``removed="keep"`` or nothing to undo) and ``not_undone``.
+    note : str or None
+        Why the counts may differ when sent (no API key yet, no ledger file yet).
+    """
+
+    job: str
+    ledger: str
+    endpoint: str
+    known: bool
+    last_run: pd.Timestamp | None
+    held_users: int
+    counts: dict[str, int]
+    unchanged_rows: int
+    send_rows: int
+    removed_mode: str
+    reverts: pd.DataFrame
+    note: str | None = None
+
+    def send_text(self) -> str:
+        """What a Send will do, in one sentence."""
+        c = self.counts
+        sent_users = c["new"] + c["changed"] + c["ambiguous"]
+        parts = [f"send {self.send_rows:,} rows of {sent_users:,} new or changed users"]
+        if c["unchanged"]:
+            parts.append(f"skip {c['unchanged']:,} unchanged users")
+        if c["held"]:
+            parts.append(f"hold {c['held']:,} ambiguous users (unknown)")
+        n_removed = c["removed"]
+        if n_removed:
+            if self.removed_mode == "revert":
+                n_revert = int(self.reverts["identification"].notna().sum())
+                parts.append(f"revert {n_revert:,} of {n_removed:,} removed users")
+            else:
+                parts.append(f"keep {n_removed:,} removed users as they are")
+        return "A Send will " + ", ".join(parts) + f" (sync job {self.job!r})."
+
+
+def _reverts_frame(plan: SyncPlan, *, send: bool) -> pd.DataFrame:
+    """The removed users as ``result.removed`` lists them (without the send's status)."""
+    frame = plan.reverts()
+    ids = [key_fields(k) for k in plan.removed.tolist()]
+    out = pd.DataFrame(
+        {
+            "user_id": pd.Series([i.get("user_id") for i in ids], dtype=object),
+            "device_id": pd.Series([i.get("device_id") for i in ids], dtype=object),
+            "identification": pd.Series(
+                frame["identification"].tolist() if send else [None] * len(frame), dtype=object
+            ),
+            "not_undone": pd.Series(frame["not_undone"].tolist(), dtype=object),
+        }
+    )
+    return out
+
+
+def preview_sync(
+    plan: Plan, users: UserGroups, settings: SendSettings, options: SyncOptions
+) -> SyncPreview:
+    """The sync plan of a dry run, from the ledger as it is now (read only)."""
+    path = options.ledger_path
+    key = settings.api_key.reveal() if settings.api_key is not None else None
+    note = None
+    state = LedgerState.empty(options.name)
+    known = key is not None
+    if not path.exists():
+        note = f"the ledger {path} does not exist yet: every user is new"
+    elif key is None:
+        note = ("no API key set: the job (name, endpoint and key) cannot be looked up; "
+                "every user is counted as new")
+    else:
+        with Ledger(path) as ledger:
+            state = ledger.state(ledger.job(options.name, settings.endpoint, key))
+    splan = plan_users(state, users, removed=options.removed,
+                       retry_ambiguous=settings.retry_ambiguous)
+    counts = splan.counts()
+    unchanged_rows = int(users.n_rows[splan.status == PLAN_UNCHANGED].sum())
+    send_rows = int(users.n_rows[splan.send].sum())
+    return SyncPreview(
+        job=options.name, ledger=str(path), endpoint=settings.endpoint, known=known,
+        last_run=state.last_run, held_users=len(state), counts=counts,
+        unchanged_rows=unchanged_rows, send_rows=send_rows, removed_mode=options.removed,
+        reverts=_reverts_frame(splan, send=options.removed == "revert"), note=note,
+    )  # fmt: skip
+
+
+# --- the send -----------------------------------------------------------------------------------
+
+
+class LedgerObserver:
+    """The ledger's side of a send: users in flight before each request, outcomes after.
+
+    Parameters
+    ----------
+    run : Run
+        The job's run (holding its lock).
+    row_user : ndarray of int64
+        Per row of the plan sent, its user's number (-1: none).
+    keys : ndarray of object
+        Per user number, its key.
+    digests, reverts : ndarray of object, optional
+        Per user number, its digest and revert info (computed before the send, for the users
+        sent); ``None`` for revert identifications.
+    n_rows : ndarray of int64, optional
+        Per user number, its rows in this run.
+    """
+
+    def __init__(
+        self, run: Run, row_user: np.ndarray, keys: np.ndarray, *,
+        digests: np.ndarray | None = None, reverts: np.ndarray | None = None,
+        n_rows: np.ndarray | None = None,
+    ) -> None:  # fmt: skip
+        self.run = run
+        self.row_user = row_user
+        self.keys = keys
+        self.digests = digests
+        self.reverts = reverts
+        self.n_rows = n_rows
+        self.flown = np.zeros(len(keys), dtype=bool)
+        self.interrupted = False
+
+    def before_request(self, rows: np.ndarray) -> None:
+        users = pd.unique(self.row_user[rows])
+        users = users[(users >= 0) & ~self.flown[users]]
+        if not len(users):
+            return
+        keys = self.keys[users].tolist()
+        if self.digests is None:
+            self.run.mark_revert_in_flight(keys)
+        else:
+            assert self.reverts is not None and self.n_rows is not None
+            self.run.mark_in_flight(keys, self.digests[users].tolist(),
+                                    self.reverts[users].tolist(),
+                                    rows=self.n_rows[users].tolist())  # fmt: skip
+        self.flown[users] = True
+
+    def after_rows_final(self, rows: np.ndarray, statuses: np.ndarray) -> None:
+        users = self.row_user[rows]
+        mine = (users >= 0) & self.flown[np.maximum(users, 0)]
+        if not mine.any():
+            return
+        names = np.array(STATUSES, dtype=object)[statuses[mine]]
+        self.run.mark_done(self.keys[users[mine]].tolist(), names.tolist())
+
+    def send_over(self, interrupted: bool) -> None:
+        self.interrupted = interrupted
+
+
+def send_sync(
+    plan: Plan,
+    users: UserGroups,
+    settings: SendSettings,
+    options: SyncOptions,
+    *,
+    columns: RevertColumns | None = None,
+    progress_callback: ProgressCallback | None = None,
+) -> SendResult:
+    """Send a plan as a run of the job: see the module's docstring.
+
+    Raises
+    ------
+    LedgerError
+        The ledger cannot be opened or written, or another run of the job holds its lock:
+        before anything is sent.
+    """
+    key = require_key(settings)
+    with Ledger(options.ledger_path) as ledger:
+        job = ledger.job(options.name, settings.endpoint, key)
+        with ledger.begin_run(job) as run:
+            splan = plan_users(run.state(), users, removed=options.removed,
+                               retry_ambiguous=settings.retry_ambiguous)
+            status_of_row = np.full(len(plan), -1, dtype=np.int8)
+            status_of_row[users.rows] = splan.status[users.code[users.rows]]
+            settled = [
+                (np.flatnonzero(status_of_row == PLAN_UNCHANGED), UNCHANGED, None),
+                (np.flatnonzero(status_of_row == HELD), UNKNOWN, HELD_REASON),
+            ]
+            # digests and revert infos of the users sent, before the first request leaves
+            to_send = np.flatnonzero(splan.send)
+            digests = np.full(len(users), None, dtype=object)
+            reverts = np.full(len(users), None, dtype=object)
+            if len(to_send):
+                digests[to_send] = users.digests(to_send)
+                reverts[to_send] = revert_infos(plan, users, to_send, columns)
+            observer = LedgerObserver(run, users.code, users.keys, digests=digests,
+                                      reverts=reverts, n_rows=users.n_rows)  # fmt: skip
+            result = send_plan(plan, settings, progress_callback=progress_callback,
+                               observer=observer, settled=settled)  # fmt: skip
+            removed = _removed(run, splan, settings, options, stopped=observer.interrupted)
+    if not isinstance(result, SendResult):  # pragma: no cover - the sender builds one
+        result = SendResult(result)
+    result.removed = removed
+    return result
+
+
+def _removed(
+    run: Run, splan: SyncPlan, settings: SendSettings, options: SyncOptions, *, stopped: bool
+) -> pd.DataFrame:
+    """Let the removed users go, or send their reverts; ``result.removed``."""
+    frame = _reverts_frame(splan, send=options.removed == "revert")
+    n = len(frame)
+    status = np.full(n, "kept" if options.removed == "keep" else "skipped", dtype=object)
+    error = np.full(n, None, dtype=object)
+    keys = splan.removed
+    if stopped:
+        status[:] = "not_sent"
+        error[:] = "not sent: the send was interrupted before the removed users"
+        frame["identification"] = None
+    elif options.removed == "keep":
+        run.mark_left(keys.tolist())
+        error[:] = 'removed="keep": left as the job left it'
+    else:
+        has = frame["identification"].notna().to_numpy()
+        nothing = np.flatnonzero(~has)
+        if len(nothing):
+            run.mark_left(keys[nothing].tolist())
+            error[nothing] = "nothing this job did can be undone by an identification"
+        todo = np.flatnonzero(has)
+        if len(todo):
+            rplan = Plan.from_identifications(frame["identification"].iloc[todo].tolist())
+            observer = LedgerObserver(run, np.arange(len(todo), dtype=np.int64), keys[todo])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", AmpPandasWarning)
+                try:
+                    rresult = send_plan(rplan, settings, observer=observer)
+                except SendError as exc:
+                    rresult = exc.result
+                    if rresult is None:
+                        raise
+                    _rewarn(f"the revert identifications stopped: {exc}")
+            for w in caught:
+                if not issubclass(w.category, RowsNotSucceededWarning | InterruptedSendWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            status[todo] = rresult["status"].to_numpy(dtype=object)
+            error[todo] = rresult["error"].astype(object).where(rresult["error"].notna(), None)
+            bad = int((rresult["status"] != "success").sum())
+            if bad:
+                _rewarn(
+                    f"{bad:,} of {len(todo):,} revert identifications of removed users did "
+                    "not succeed; see result.removed. The job still counts them as members: "
+                    "the next run with removed=\"revert\" tries again"
+                )
+    frame["status"] = pd.Series(status, dtype=object)
+    frame["error"] = pd.Series(error, dtype=object)
+    return frame[REMOVED_COLUMNS]
+
+
+def _rewarn(message: str) -> None:
+    warnings.warn(message, RowsNotSucceededWarning, stacklevel=user_stacklevel())
