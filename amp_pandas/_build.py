@@ -307,6 +307,36 @@ class _BuildBase:
         self.pending: list[tuple[np.ndarray, str, list[str] | str, list[str] | str]] = []
         self.ids: dict[str, IdColumn] = {}
 
+    def apply_id_rules(
+        self,
+        ids: IdColumn,
+        usable: np.ndarray,
+        arg: str,
+        label: str,
+        masks: dict[str, np.ndarray],
+        rules: tuple[tuple[str, str], ...],
+        traits: _IdTraits,
+        padded: str,
+    ) -> np.ndarray:
+        """Each rule's mask over the distinct ids, spread to the rows: an error (the row is not
+        usable) per broken rule, and a warning for ids with whitespace around them."""
+        codes = np.where(usable, ids.codes, ids.n_unique)  # -1 -> an extra "fine" slot
+
+        def rows_of(mask: np.ndarray) -> np.ndarray:
+            return np.flatnonzero(np.append(mask, False)[codes])
+
+        for name, template in rules:
+            p = rows_of(masks[name])
+            if len(p):
+                messages, kind = _id_messages(template, arg, ids.unique_at(ids.codes[p]))
+                self.problems.add(p, label, "error", messages, kind)
+                usable[p] = False
+        p = rows_of(traits.padded)
+        if len(p):
+            messages, kind = _id_messages(padded, arg, ids.unique_at(ids.codes[p]))
+            self.pending.append((p, label, messages, kind))
+        return usable
+
     def warn_pending(self, valid: np.ndarray) -> None:
         """The warnings that concern rows that will be sent, on the ``valid`` ones."""
         for pos, column, message, kind in self.pending:
@@ -496,22 +526,7 @@ class _Build(_BuildBase):
             "too_short": (traits.lengths < MIN_ID_LENGTH) & ~traits.rejected & ~traits.blank,
             "too_long": traits.lengths > MAX_ID_LENGTH,
         }
-        codes = np.where(usable, ids.codes, ids.n_unique)  # -1 -> an extra "fine" slot
-
-        def rows_of(mask: np.ndarray) -> np.ndarray:
-            return np.flatnonzero(np.append(mask, False)[codes])
-
-        for name, template in _ID_RULES:
-            p = rows_of(masks[name])
-            if len(p):
-                messages, kind = _id_messages(template, arg, ids.unique_at(ids.codes[p]))
-                self.problems.add(p, label, "error", messages, kind)
-                usable[p] = False
-        p = rows_of(traits.padded)
-        if len(p):
-            messages, kind = _id_messages(_PADDED, arg, ids.unique_at(ids.codes[p]))
-            self.pending.append((p, label, messages, kind))
-        return usable
+        return self.apply_id_rules(ids, usable, arg, label, masks, _ID_RULES, traits, _PADDED)
 
     def sent_ids(self, key: str, slot: Slot | None, valid: np.ndarray) -> Ids:
         """The ids as sent (code -1 on rows that are not valid), and the busy-id warning."""
@@ -664,22 +679,9 @@ class _GroupBuild(_BuildBase):
             return usable
         traits = _id_traits(ids.distinct)
         masks = {"blank": traits.blank, "too_long": traits.lengths > MAX_ID_LENGTH}
-        codes = np.where(usable, ids.codes, ids.n_unique)
-
-        def rows_of(mask: np.ndarray) -> np.ndarray:
-            return np.flatnonzero(np.append(mask, False)[codes])
-
-        for name, template in _GROUP_RULES:
-            p = rows_of(masks[name])
-            if len(p):
-                messages, kind = _id_messages(template, arg, ids.unique_at(ids.codes[p]))
-                self.problems.add(p, label, "error", messages, kind)
-                usable[p] = False
-        p = rows_of(traits.padded)
-        if len(p):
-            messages, kind = _id_messages(_GROUP_PADDED, arg, ids.unique_at(ids.codes[p]))
-            self.pending.append((p, label, messages, kind))
-        return usable
+        return self.apply_id_rules(
+            ids, usable, arg, label, masks, _GROUP_RULES, traits, _GROUP_PADDED
+        )
 
     def count_properties(self, properties: Section) -> np.ndarray:
         """Per row, the group properties it touches (one per name in each operation, as
