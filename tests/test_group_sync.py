@@ -442,3 +442,41 @@ def test_the_command_line_runs_a_group_job(tmp_path: Path,
                                "--set", "plan", "--server-url", sb.group_url,
                                "--removed", "revert")  # fmt: skip
         assert code == 2 and "--removed and --ledger need --sync NAME" in err
+
+
+def test_reverts_keep_the_group_identify_limits_per_request(sb: Sandbox, path: Path) -> None:
+    # two groups set 600 properties each: their two reverts $unset 1,200 properties, more than
+    # the 1,024 group properties one request may touch, so they go in two requests
+    props = [f"p{i:03d}" for i in range(600)]
+    df = pd.DataFrame({"cid": ["17", "42", "99"], **{p: ["x"] * 3 for p in props}})
+    assert run(df, sb, path, set=props).status.tolist() == ["success"] * 3
+    before = len(group_requests(sb))
+    result = run(df.iloc[2:], sb, path, set=props, removed="revert")
+    assert result.removed["status"].tolist() == ["success", "success"]
+    reverts = group_requests(sb)[before:]
+    # two requests of one group each, both accepted at once (no 413 and split afterwards)
+    assert [(r.status, r.count) for r in reverts] == [(200, 1), (200, 1)]
+    for request in reverts:
+        assert request.identifications is not None
+        assert request.identifications[0]["group_properties"] == {
+            "$unset": dict.fromkeys(props, "-")}
+    assert sb.group_profile("company", "17") == {} and sb.group_profile("company", "42") == {}
+    # and at most batch_size group identifications per request
+    three = pd.DataFrame({"cid": ["a1", "a2", "a3", "a4"], "plan": "pro"})
+    run(three, sb, path, set=["plan"], sync="small")
+    before = len(group_requests(sb))
+    run(three.iloc[3:], sb, path, set=["plan"], sync="small", removed="revert", batch_size=2)
+    assert sorted(r.count for r in group_requests(sb)[before:]) == [1, 2]
+
+
+def test_group_identify_takes_identifys_sync_arguments() -> None:
+    import inspect
+
+    from amp_pandas import AmplitudeAccessor
+
+    group = inspect.signature(AmplitudeAccessor.group_identify).parameters
+    user = inspect.signature(AmplitudeAccessor.identify).parameters
+    for name in ("sync", "ledger", "removed"):
+        assert group[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert (group[name].default, group[name].annotation) == (
+            user[name].default, user[name].annotation), name
