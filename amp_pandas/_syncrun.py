@@ -615,10 +615,10 @@ def preview_sync(
     state = LedgerState.empty(options.name)
     known = key is not None
     if not path.exists():
-        note = f"the ledger {path} does not exist yet: every user is new"
+        note = f"the ledger {path} does not exist yet: every {users.kind.noun} is new"
     elif key is None:
         note = ("no API key set: the job (name, endpoint and key) cannot be looked up; "
-                "every user is counted as new")
+                f"every {users.kind.noun} is counted as new")
     else:
         with Ledger(path) as ledger:
             state = ledger.state(ledger.job(options.name, settings.endpoint, key))

@@ -130,7 +130,7 @@ def test_without_sync_no_ledger_is_touched(sb: Sandbox, tmp_path: Path,
         group_type="company", group_value="cid", set=["plan"], server_url=sb.group_url,
         api_key=sb.api_key, **QUICK)
     assert result.status.tolist() == ["success"]
-    assert not hasattr(result, "removed") or result.removed is None
+    assert result.removed is None
     assert list(tmp_path.iterdir()) == []
 
 
@@ -480,3 +480,11 @@ def test_group_identify_takes_identifys_sync_arguments() -> None:
         assert group[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert (group[name].default, group[name].annotation) == (
             user[name].default, user[name].annotation), name
+
+
+def test_a_dry_run_without_a_ledger_file_creates_none(sb: Sandbox, path: Path) -> None:
+    preview = run(companies("17"), sb, path, set=["plan"], dry_run=True)
+    assert not path.exists()
+    assert preview.sync.counts["new"] == 1 and preview.sync.held_users == 0
+    assert "does not exist yet: every group is new" in repr(preview)
+    assert sb.requests == []
