@@ -153,6 +153,11 @@ class AggregatePreview:
         The URL the identifications would be posted to.
     result : pandas.DataFrame or None
         What the last :meth:`send` returned.
+    first : dict or None
+        The first valid identification, as it will be sent (when the entry point kept it).
+    single : IdentifyPreview or None
+        The part's own preview when the data was checked in one part (when the entry point
+        kept it): everything the pandas preview shows, for data that fitted in one part.
     """
 
     def __init__(
@@ -163,8 +168,12 @@ class AggregatePreview:
         endpoint: str,
         key_status: str,
         sender: Callable[..., Any],
+        first: dict[str, Any] | None = None,
+        single: Any = None,
     ) -> None:
         self._tally = tally
+        self._first = first
+        self._single = single
         self._what = what
         self._endpoint = endpoint
         self._key_status = key_status
@@ -199,6 +208,14 @@ class AggregatePreview:
     @property
     def result(self) -> Any:
         return self._result
+
+    @property
+    def first(self) -> dict[str, Any] | None:
+        return self._first
+
+    @property
+    def single(self) -> Any:
+        return self._single
 
     def send(self, **options: Any) -> Any:
         """Send the valid rows; ``options`` override the sending options of the dry run.

@@ -53,6 +53,7 @@ __all__ = [
     "convert_groups",
     "json_text",
     "is_missing",
+    "object_cells",
     "IdColumn",
     "describe",
 ]
@@ -507,7 +508,15 @@ def is_missing(value: Any) -> bool:
 
 
 def iso_datetime(value: dt.datetime) -> str:
-    """``YYYY-MM-DDTHH:MM:SS[.ffffff]`` in UTC for aware values; no fraction when it is zero."""
+    """``YYYY-MM-DDTHH:MM:SS[.ffffff]`` in UTC for aware values; no fraction when it is zero.
+
+    A ``Timestamp`` beyond Python's ``datetime`` (years before 1 or after 9999) is written as
+    a ``datetime64`` column would be.
+    """
+    if isinstance(value, pd.Timestamp) and not 1 <= value.year <= 9999:
+        stamp = value.tz_convert("UTC").tz_localize(None) if value.tzinfo is not None else value
+        one = np.array([stamp.to_datetime64()])
+        return str(_datetime_text(one, np.zeros(1, dtype=bool))[0].as_py())
     if value.tzinfo is not None and value.utcoffset() is not None:
         value = value.astimezone(dt.UTC)
     text = value.strftime("%Y-%m-%dT%H:%M:%S") if value.year >= 1000 else value.isoformat()[:19]
@@ -688,9 +697,11 @@ def _as_values(series: pd.Series) -> tuple[str, np.ndarray, np.ndarray]:
         return "datetime", series.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(), missing
     if pd.api.types.is_datetime64_dtype(dtype):
         return "datetime", series.to_numpy(), missing
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_timestamp(dtype.pyarrow_dtype):
+        return "datetime", _arrow_timestamps(series, dtype.pyarrow_dtype), missing
     if pd.api.types.is_string_dtype(dtype) and not pd.api.types.is_object_dtype(dtype):
         return "string", series.to_numpy(dtype=object, na_value=None), missing
-    values = series.to_numpy(dtype=object)
+    values = object_cells(series)
     if pd.api.types.is_object_dtype(dtype):
         inferred = pd.api.types.infer_dtype(values, skipna=True)
         if inferred == "string":
@@ -698,6 +709,35 @@ def _as_values(series: pd.Series) -> tuple[str, np.ndarray, np.ndarray]:
         if inferred == "empty":
             return "string", values, np.ones(len(values), dtype=bool)
     return "object", values, missing
+
+
+def object_cells(series: pd.Series) -> np.ndarray:
+    """A column's cells as Python objects, exactly: Arrow list, struct and map columns through
+    Arrow's own ``to_pylist`` (pandas' ``to_numpy(dtype=object)`` turns an int64 field of a
+    struct with a missing value into floats, ``1`` into ``1.0``).
+
+    Examples
+    --------
+    >>> s = pd.Series(pd.arrays.ArrowExtensionArray(pa.array([{"a": 1}, {"a": None}])))
+    >>> object_cells(s).tolist()
+    [{'a': 1}, {'a': None}]
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_nested(dtype.pyarrow_dtype):
+        cells = pa.array(series.array).to_pylist(maps_as_pydicts="strict")
+        out = np.empty(len(cells), dtype=object)
+        for i, cell in enumerate(cells):
+            out[i] = cell
+        return out
+    return series.to_numpy(dtype=object)
+
+
+def _arrow_timestamps(series: pd.Series, arrow_type: pa.TimestampType) -> np.ndarray:
+    """An Arrow timestamp column as naive UTC ``datetime64`` (Arrow stores UTC instants for
+    every zone, so the zone only needs dropping); missing cells hold 0, masked by the caller."""
+    arr = pa.array(series.array)
+    raw = pc.fill_null(arr.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    return raw.astype(np.int64, copy=False).view(f"datetime64[{arrow_type.unit}]")
 
 
 def _float_text(values: np.ndarray, missing: np.ndarray) -> Converted:
@@ -888,7 +928,7 @@ def convert_ids(series: pd.Series) -> IdColumn:
     if kind == "float":
         walked = _float_ids(values, missing)
     else:
-        walked = _walk(values if kind == "object" else series.to_numpy(dtype=object), _id_string)
+        walked = _walk(values if kind == "object" else object_cells(series), _id_string)
     strings = pa.array(walked.text, type=pa.large_string(), from_pandas=True)
     return _string_ids(strings, walked.bad_pos, walked.bad_reason, walked.bad_kind)
 
@@ -1016,7 +1056,7 @@ def convert_field(series: pd.Series) -> Converted:
         return conv
     if kind in ("string", "datetime"):
         return convert_values(series)
-    return _walk(series.to_numpy(dtype=object), _field_text).converted()
+    return _walk(object_cells(series), _field_text).converted()
 
 
 def _kind_of(series: pd.Series) -> str:
@@ -1063,7 +1103,7 @@ def convert_groups(series: pd.Series) -> tuple[Converted, np.ndarray]:
         conv = convert_ids(series).conv
         counts[conv.present] = 1
         return conv, counts
-    values = series.to_numpy(dtype=object)
+    values = object_cells(series)
     walked = _walk(values, lambda v: _group_text(v)[0])
     for i in np.flatnonzero([t is not None for t in walked.text]).tolist():
         v = _unwrap(values[i])

@@ -16,29 +16,34 @@ with every cell as text, and a column becomes a number only when no cell's text 
   holds, thousands separators, dates. Text dates are sent as written.
 * Columns named in ``keep_text`` (ids, group values) stay text whatever they hold.
 
-Parquet files are typed already and are read as they are. JSON values are parsed by Python's own
-``json`` module (integers of any size stay exact); a ``.json`` file may hold JSON lines or one
-array of objects.
+* A type named for a column in ``column_types`` wins over the rule (``{"n": "int64"}``); a cell
+  that does not convert is an error naming the column and row.
+
+Parquet files are typed already and are read as they are, through Arrow (an integer column with
+missing cells stays integer). JSON values are parsed by Python's own ``json`` module (integers
+of any size stay exact); a ``.json`` file may hold JSON lines or one array of objects.
 
 The rule applies per column, over every row: :class:`ColumnTypes` observes chunks one after the
 other and then converts each chunk the same way, so that a file read in chunks is typed as the
-whole file would be.
+whole file would be. :class:`TextFile` reads a CSV/TSV or JSON file a chunk at a time with the
+same readers :func:`read_table` uses, so the whole-file and the streamed path see the same values.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .errors import InputFileError
+from ._arrow import to_pandas
+from .errors import ArgumentError, InputFileError
 
-__all__ = ["ColumnTypes", "file_kind", "read_table", "type_text_columns"]
+__all__ = ["ColumnTypes", "TextFile", "arrow_type", "file_kind", "read_table", "type_text_columns"]
 
 _INT = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
 _DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE]-?[0-9]+)?")
@@ -90,6 +95,32 @@ def _exact_decimal(text: str) -> bool:
         return False
 
 
+def arrow_type(given: Any, label: Any) -> Any:
+    """``given`` (a pyarrow type or its name, e.g. ``"int64"``) as a pyarrow type.
+
+    Raises
+    ------
+    ArgumentError
+        ``given`` names no pyarrow type.
+
+    Examples
+    --------
+    >>> str(arrow_type("timestamp[s]", "signup"))
+    'timestamp[s]'
+    """
+    import pyarrow as pa
+
+    if isinstance(given, pa.DataType):
+        return given
+    try:
+        return pa.type_for_alias(str(given))
+    except (ValueError, KeyError):
+        raise ArgumentError(
+            f"column_types[{label!r}]: {given!r} is not a pyarrow type "
+            "(e.g. 'int64', 'float64', 'bool', 'timestamp[s]', 'string')"
+        ) from None
+
+
 class ColumnTypes:
     """The text-to-type rule of one table, learned over all its rows, applied chunk by chunk.
 
@@ -97,6 +128,9 @@ class ColumnTypes:
     ----------
     keep_text : iterable of labels
         Columns that stay text whatever they hold (ids, group values).
+    explicit : mapping, optional
+        ``{label: pyarrow type or type name}``: these columns are converted to that type (the
+        rule is not consulted); a cell that does not convert raises :class:`InputFileError`.
 
     Examples
     --------
@@ -108,10 +142,15 @@ class ColumnTypes:
     {'id': 'text', 'n': 'text', 'x': 'float'}
     >>> types.apply(chunk1)["x"].tolist()
     [1.5, 2.0]
+    >>> ColumnTypes(explicit={"n": "int64"}).apply(chunk1)["n"].tolist()
+    [1, 2]
     """
 
-    def __init__(self, keep_text: Iterable[Any] = ()) -> None:
+    def __init__(
+        self, keep_text: Iterable[Any] = (), explicit: Mapping[Any, Any] | None = None
+    ) -> None:
         self._keep = set(keep_text)
+        self._explicit = {k: arrow_type(v, k) for k, v in (explicit or {}).items()}
         #: label -> the kinds every present cell so far could be: subset of int/float/bool
         self._possible: dict[Any, set[str]] = {}
 
@@ -119,7 +158,10 @@ class ColumnTypes:
         """Narrow each column's possible types by the cells of ``frame`` (text or missing)."""
         for label in frame.columns:
             possible = self._possible.setdefault(
-                label, set() if label in self._keep else {"int", "float", "bool"}
+                label,
+                set()
+                if label in self._keep or label in self._explicit
+                else {"int", "float", "bool"},
             )
             if not possible:
                 continue
@@ -139,10 +181,10 @@ class ColumnTypes:
 
     @property
     def kinds(self) -> dict[Any, str]:
-        """Per column: ``"int"``, ``"float"``, ``"bool"`` or ``"text"``."""
+        """Per column: ``"int"``, ``"float"``, ``"bool"``, ``"text"``, or the explicit type."""
         out = {}
         for label, possible in self._possible.items():
-            kind = "text"
+            kind = str(self._explicit[label]) if label in self._explicit else "text"
             for candidate in ("bool", "int", "float"):
                 if candidate in possible:
                     kind = candidate
@@ -157,14 +199,17 @@ class ColumnTypes:
         for label in frame.columns:
             values = frame[label]
             kind = kinds.get(label, "text")
-            if kind == "int":
+            if label in self._explicit:
+                columns[label] = _convert_explicit(values, self._explicit[label], label)
+            elif kind == "int":
                 # nullable Int64 keeps a missing cell missing without turning ints into floats
                 columns[label] = pd.array(
                     [None if v is None or v is pd.NA or v != v else int(v) for v in values],
                     dtype="Int64",
                 )
             elif kind == "float":
-                columns[label] = pd.to_numeric(values, errors="raise").astype("float64")
+                # each text as a double (to_numeric would read "-0" alone as the integer 0)
+                columns[label] = values.astype("float64")
             elif kind == "bool":
                 columns[label] = pd.array(
                     [None if not isinstance(v, str) else _BOOLS[v.lower()] for v in values],
@@ -175,7 +220,37 @@ class ColumnTypes:
         return pd.DataFrame(columns, index=frame.index)
 
 
-def type_text_columns(frame: pd.DataFrame, keep_text: Iterable[Any] = ()) -> pd.DataFrame:
+def _convert_explicit(values: pd.Series, target: Any, label: Any) -> Any:
+    """Text cells to ``target`` through Arrow's cast; the first cell that does not convert is an
+    error naming the column and row."""
+    import pyarrow as pa
+
+    cells = [v if isinstance(v, str) else None for v in values.astype(object)]
+    text = pa.array(cells, pa.string())
+    if pa.types.is_string(target) or pa.types.is_large_string(target):
+        return pd.Series(cells, index=values.index, dtype=object)
+    try:
+        converted = text.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        for position, cell in enumerate(cells):
+            if cell is None:
+                continue
+            try:
+                pa.array([cell], pa.string()).cast(target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise InputFileError(
+                    f"column {label!r}, row {values.index[position]}: {cell!r} does not read as "
+                    f"{target}; fix the cell, or name another type for the column"
+                ) from None
+        raise InputFileError(f"column {label!r}: cannot read as {target} ({exc})") from None
+    return pd.Series(pd.arrays.ArrowExtensionArray(converted), index=values.index)
+
+
+def type_text_columns(
+    frame: pd.DataFrame,
+    keep_text: Iterable[Any] = (),
+    column_types: Mapping[Any, Any] | None = None,
+) -> pd.DataFrame:
     """Apply the text-to-type rule to a frame read as text (see the module's docstring).
 
     Examples
@@ -185,70 +260,108 @@ def type_text_columns(frame: pd.DataFrame, keep_text: Iterable[Any] = ()) -> pd.
     >>> typed["uid"].tolist(), typed["country"].tolist(), typed["n"].tolist()
     (['0012345'], ['NA'], [12])
     """
-    types = ColumnTypes(keep_text)
+    types = ColumnTypes(keep_text, column_types)
     types.observe(frame)
     return types.apply(frame)
 
 
-def _read_csv_text(path: Path, sep: str, missing: Sequence[str]) -> pd.DataFrame:
-    return pd.read_csv(
-        path,
-        sep=sep,
-        dtype=str,
-        keep_default_na=False,
-        na_values=[""] + list(missing),
-        na_filter=True,
-        skip_blank_lines=True,
-    )
+def _csv_options(kind: str, missing: Sequence[str]) -> dict[str, Any]:
+    """The one way a CSV/TSV is read: every cell text, only the named texts missing."""
+    return {
+        "sep": "\t" if kind == "tsv" else ",",
+        "dtype": str,
+        "keep_default_na": False,
+        "na_values": [""] + list(missing),
+        "na_filter": True,
+        "skip_blank_lines": True,
+    }
+
+
+def _read_csv_text(path: Path, kind: str, missing: Sequence[str]) -> pd.DataFrame:
+    return pd.read_csv(path, **_csv_options(kind, missing))
+
+
+def _open_text(path: Path) -> Any:
+    import gzip
+
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _is_json_array(path: Path) -> bool:
+    with _open_text(path) as handle:
+        while True:
+            char = handle.read(1)
+            if not char or not char.isspace():
+                return char == "["
+
+
+def _check_record(path: Path, position: int, record: Any) -> None:
+    if not isinstance(record, dict):
+        raise InputFileError(
+            f"cannot read {path}: record {position} is a {type(record).__name__}, "
+            "not an object; each record must be a JSON object of column: value"
+        )
+
+
+def _iter_json_records(path: Path, kind: str) -> Iterator[dict[str, Any]]:
+    """The file's records one at a time: a JSON array is parsed whole, JSON lines line by line."""
+    if kind == "json" and _is_json_array(path):
+        with _open_text(path) as handle:
+            try:
+                records = json.load(handle)
+            except ValueError as exc:
+                raise InputFileError(
+                    f"cannot read {path}: not valid JSON ({exc}); a .json file holds one array "
+                    "of objects or one object per line"
+                ) from None
+        for position, record in enumerate(records, start=1):
+            _check_record(path, position, record)
+            yield record
+        return
+    position = 0
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputFileError(
+                    f"cannot read {path}: line {number} is not JSON ({exc.msg}); "
+                    "a JSON-lines file holds one object per line"
+                ) from None
+            position += 1
+            _check_record(path, position, record)
+            yield record
 
 
 def _json_records(path: Path, kind: str) -> list[Any]:
-    import gzip
-
-    opener: Any = gzip.open if path.suffix.lower() == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        text = handle.read()
-    stripped = text.lstrip()
-    if kind == "json" and stripped.startswith("["):
-        try:
-            records = json.loads(text)
-        except ValueError as exc:
-            raise InputFileError(
-                f"cannot read {path}: not valid JSON ({exc}); a .json file holds one array of "
-                "objects or one object per line"
-            ) from None
-    else:
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise InputFileError(
-                        f"cannot read {path}: line {number} is not JSON ({exc.msg}); "
-                        "a JSON-lines file holds one object per line"
-                    ) from None
-    for position, record in enumerate(records, start=1):
-        if not isinstance(record, dict):
-            raise InputFileError(
-                f"cannot read {path}: record {position} is a {type(record).__name__}, "
-                "not an object; each record must be a JSON object of column: value"
-            )
-    return records
+    return list(_iter_json_records(path, kind))
 
 
-def _frame_from_records(records: list[dict[str, Any]]) -> pd.DataFrame:
-    if not records:
+def _frame_from_records(
+    records: list[dict[str, Any]], labels: Sequence[str] | None = None
+) -> pd.DataFrame:
+    if labels is None:
+        seen: dict[str, None] = {}
+        for record in records:
+            seen.update(dict.fromkeys(record))
+        labels = list(seen)
+    if not records and not labels:
         return pd.DataFrame()
-    labels: dict[str, None] = {}
-    for record in records:
-        labels.update(dict.fromkeys(record))
     columns = {}
     for label in labels:
         cells = [record.get(label) for record in records]
         # object columns keep every value as parsed: big ints exact, strings as strings
         columns[label] = pd.Series(cells, dtype=object)
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(records)))
+
+
+def _one_line(path: Any, exc: BaseException) -> InputFileError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return InputFileError(f"cannot read {path}: {first}")
 
 
 def read_table(
@@ -256,6 +369,7 @@ def read_table(
     *,
     missing: Sequence[str] = (),
     keep_text: Iterable[Any] = (),
+    column_types: Mapping[Any, Any] | None = None,
 ) -> pd.DataFrame:
     """Read a CSV, TSV, Parquet, JSON-lines or JSON-array file with its values as written.
 
@@ -268,6 +382,8 @@ def read_table(
         Texts that mean "missing" in a CSV/TSV besides the empty cell, e.g. ``("NULL",)``.
     keep_text : iterable of labels, default ()
         CSV/TSV columns that stay text whatever they hold (ids, group values).
+    column_types : mapping, optional
+        ``{column: pyarrow type or name}`` for CSV/TSV columns that must have that type.
 
     Returns
     -------
@@ -293,15 +409,152 @@ def read_table(
     kind = file_kind(p)
     if not p.is_file():
         raise InputFileError(f"cannot read {path}: no such file")
+    if kind not in ("csv", "tsv") and (missing or column_types):
+        raise ArgumentError(
+            "missing texts and column types apply to CSV/TSV files; "
+            f"{kind} files keep their own types and missing values"
+        )
     try:
         if kind in ("csv", "tsv"):
-            raw = _read_csv_text(p, "\t" if kind == "tsv" else ",", missing)
-            return type_text_columns(raw, keep_text)
+            raw = _read_csv_text(p, kind, missing)
+            return type_text_columns(raw, keep_text, column_types)
         if kind == "parquet":
-            return pd.read_parquet(p)
+            import pyarrow.parquet as pq
+
+            return to_pandas(pq.read_table(p))
         return _frame_from_records(_json_records(p, kind))
-    except InputFileError:
+    except (InputFileError, ArgumentError):
         raise
     except Exception as exc:  # readers raise many types; one clear line is what helps
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputFileError(f"cannot read {path}: {first}") from exc
+        raise _one_line(path, exc) from exc
+
+
+class TextFile:
+    """A CSV/TSV or JSON file read a chunk at a time, by the same rule as :func:`read_table`.
+
+    CSV/TSV: the text of every chunk comes from the reader :func:`read_table` uses;
+    :meth:`learn` observes every chunk of the columns asked for (one pass over the file, one
+    chunk in memory at a time), and :meth:`frames` then converts each chunk with the types
+    learned over the whole file. JSON: records are parsed by ``json``, chunk by chunk for JSON
+    lines (a ``.json`` array is parsed whole: use JSON lines for files larger than memory).
+
+    Parameters
+    ----------
+    path : str or Path
+    kind : {"csv", "tsv", "json", "jsonl"}, optional
+        Default: from the extension (:func:`file_kind`).
+    missing, keep_text, column_types
+        As for :func:`read_table`.
+
+    Attributes
+    ----------
+    names : list of str
+        The file's column labels (CSV: its header; JSON: every key of every record, in order
+        of first appearance).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "u.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("uid,n\\n007,1\\n008,2\\n009,+3\\n")
+    >>> text = TextFile(path, keep_text=["uid"])
+    >>> [f["n"].tolist() for f in text.frames(["uid", "n"], chunk_rows=2)]
+    [['1', '2'], ['+3']]
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        kind: str | None = None,
+        missing: Sequence[str] = (),
+        keep_text: Iterable[Any] = (),
+        column_types: Mapping[Any, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.kind = kind or file_kind(self.path)
+        if self.kind not in ("csv", "tsv", "json", "jsonl"):
+            raise ArgumentError(f"TextFile reads CSV, TSV and JSON, not {self.kind}")
+        if not self.path.is_file():
+            raise InputFileError(f"cannot read {path}: no such file")
+        if self.kind in ("json", "jsonl") and (missing or column_types):
+            raise ArgumentError(
+                "missing texts and column types apply to CSV/TSV files; "
+                "JSON has null and keeps its own types"
+            )
+        self.missing = list(missing)
+        self.names = self._names()
+        unknown = sorted(set(column_types or {}) - set(self.names), key=str)
+        if unknown:
+            raise ArgumentError(
+                f"column types name columns not in {self.path.name}: {unknown}"
+            )
+        self.types = ColumnTypes(keep_text, column_types)
+        self._learned: set[Any] | None = None
+
+    def _names(self) -> list[str]:
+        try:
+            if self.kind in ("csv", "tsv"):
+                header = pd.read_csv(self.path, nrows=0, **_csv_options(self.kind, self.missing))
+                return [str(c) for c in header.columns]
+            seen: dict[str, None] = {}
+            for record in _iter_json_records(self.path, self.kind):
+                seen.update(dict.fromkeys(record))
+            return list(seen)
+        except (InputFileError, ArgumentError):
+            raise
+        except Exception as exc:
+            raise _one_line(self.path, exc) from exc
+
+    def empty(self) -> pd.DataFrame:
+        """A frame of the file's columns and no rows (for checking arguments before reading)."""
+        return pd.DataFrame({n: pd.Series([], dtype=object) for n in self.names})
+
+    def text_chunks(self, columns: Sequence[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """The columns as read, before typing: index = the rows' 0-based numbers in the file."""
+        start = 0
+        try:
+            for chunk in self._raw_chunks(list(columns), chunk_rows):
+                chunk.index = pd.RangeIndex(start, start + len(chunk))
+                start += len(chunk)
+                yield chunk
+        except (InputFileError, ArgumentError):
+            raise
+        except Exception as exc:
+            raise _one_line(self.path, exc) from exc
+
+    def _raw_chunks(self, columns: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+        if self.kind in ("csv", "tsv"):
+            # every column is read (not ``usecols``): a row with more fields than the header
+            # is then an error here as in read_table, not silently cut short
+            reader = pd.read_csv(
+                self.path, chunksize=chunk_rows, **_csv_options(self.kind, self.missing)
+            )
+            with reader:
+                for chunk in reader:
+                    yield chunk.loc[:, columns]
+            return
+        records: list[dict[str, Any]] = []
+        for record in _iter_json_records(self.path, self.kind):
+            records.append(record)
+            if len(records) == chunk_rows:
+                yield _frame_from_records(records, columns)
+                records = []
+        if records:
+            yield _frame_from_records(records, columns)
+
+    def learn(self, columns: Sequence[str], chunk_rows: int) -> dict[Any, str]:
+        """Learn the types of ``columns`` over the whole file (CSV/TSV; nothing for JSON)."""
+        if self.kind in ("csv", "tsv"):
+            for chunk in self.text_chunks(columns, chunk_rows):
+                self.types.observe(chunk)
+        self._learned = set(columns)
+        return {k: v for k, v in self.types.kinds.items() if k in self._learned}
+
+    def frames(self, columns: Sequence[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+        """``columns`` a chunk at a time, typed by the rule over the whole file."""
+        if self._learned is None or not set(columns) <= self._learned:
+            self.learn(columns, chunk_rows)
+        for chunk in self.text_chunks(columns, chunk_rows):
+            yield self.types.apply(chunk) if self.kind in ("csv", "tsv") else chunk

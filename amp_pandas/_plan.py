@@ -6,7 +6,8 @@ that will travel, the ids used for throttling, whether the row is safe to retry 
 outcome, and the *lane* of the row. A lane is a connected group of rows that share a user id or a
 device id (for group identifications: one group, its type and value); rows of one lane must be
 sent in row order and never in two requests at once. The plan also carries its API's limits per
-request (identifications, and for groups the properties they touch), which the chunker obeys.
+request (identifications, and for groups the properties they touch), and
+:func:`chunk_rows` cuts its valid rows into requests within them.
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ VALID: int = 0
 INVALID: int = 1
 SKIPPED: int = 2
 STATE_NAMES = {VALID: "valid", INVALID: "invalid", SKIPPED: "skipped"}
-
-#: Operations that change the profile again when applied twice.
-
 
 @dataclass(frozen=True, eq=False)
 class Plan:

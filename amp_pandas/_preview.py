@@ -18,7 +18,7 @@ import pandas as pd
 
 from ._amplitude import GROUP_IDENTIFY_PATH, IDENTIFY_PATH
 from ._config import SendSettings
-from ._convert import BadValue, json_text
+from ._convert import BadValue, json_text, object_cells
 from ._encode import body_overhead
 from ._plan import INVALID, SKIPPED, VALID, Plan, chunk_rows
 from ._progress import ProgressCallback
@@ -500,11 +500,16 @@ def operations_table(df: pd.DataFrame, spec: IdentifySpec) -> pd.DataFrame:
         sample = col.iloc[:1000].dropna().head(200)  # not a copy of a million-row column
         if sample.empty and non_null:
             sample = col.dropna().head(200)
-        try:
-            uniq = list(pd.unique(sample))[:3]
-        except TypeError:  # unhashable cells (lists, dicts)
-            uniq = sample.head(3).tolist()
-        examples = ", ".join(_example(v) for v in uniq)
+        # distinct by the text sent, not by hashing the cells: lists, dicts, arrays and Arrow
+        # list/struct columns have no hash (pd.unique fails on them)
+        shown: list[str] = []
+        for value in object_cells(sample):
+            text = _example(value)
+            if text not in shown:
+                shown.append(text)
+                if len(shown) == 3:
+                    break
+        examples = ", ".join(shown)
         rows.append((operation, key, f"column {source!r}", non_null, examples, str(col.dtype)))
 
     for slot in (spec.user_id, spec.device_id):

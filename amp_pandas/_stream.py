@@ -1,7 +1,9 @@
-"""Files in bounded memory: Parquet, CSV and JSON lines read in chunks, checked, then sent.
+"""Files in bounded memory: Parquet, CSV/TSV and JSON read in chunks, checked, then sent.
 
-Two passes over the file, a chunk of ``chunk_rows`` rows at a time (through a
-:class:`pyarrow.dataset.Dataset`, reading only the mapped columns):
+Two passes over the file, a chunk of ``chunk_rows`` rows at a time, keeping only the mapped
+columns. Parquet files and :class:`pyarrow.dataset.Dataset` objects are read through Arrow;
+CSV/TSV and JSON through :class:`amp_pandas._files.TextFile`, the reading rule of the whole-file
+path (a CSV's column types are learned over the whole file first, in one more pass):
 
 1. every chunk is built as a dry run and reduced to counts and its first problems
    (:mod:`amp_pandas._aggregate`), so the verdict covers the whole file before anything is
@@ -30,6 +32,7 @@ import pandas as pd
 from ._aggregate import DEFAULT_KEEP, AggregatePreview, Tally, check_part, warn_if_not_succeeded
 from ._arrow import to_pandas
 from ._config import require_key
+from ._files import TextFile, file_kind
 from ._identify import identify
 from ._result import NOT_SENT, STATUSES, SendResult, build_result, summarize
 from .errors import (
@@ -46,14 +49,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["identify_file", "FORMATS", "DEFAULT_CHUNK_ROWS"]
 
-#: File name endings and the format they mean.
+#: The ``format=`` names and how each is read (a path's own ending says it otherwise: see
+#: :func:`amp_pandas._files.file_kind`).
 FORMATS = {
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".csv": "csv",
-    ".jsonl": "json",
-    ".ndjson": "json",
-    ".json": "json",
+    "parquet": "parquet",
+    "csv": "csv",
+    "tsv": "tsv",
+    "json": "json",
+    "jsonl": "jsonl",
 }
 DEFAULT_CHUNK_ROWS = 100_000
 _INDEX_NAME = "row"
@@ -81,16 +84,19 @@ def identify_file(
     Parameters
     ----------
     source : path or pyarrow.dataset.Dataset
-        A ``.parquet``/``.pq``, ``.csv``, or ``.jsonl``/``.ndjson``/``.json`` (one JSON object
-        per line) file, a directory of such files (give ``format``), or a dataset.
-    format : {"parquet", "csv", "json"}, optional
+        A ``.parquet``/``.pq``, ``.csv``/``.tsv`` (``.gz`` too), ``.jsonl``/``.ndjson`` (one
+        JSON object per line) or ``.json`` (JSON lines, or one array of objects, parsed whole)
+        file, a folder of Parquet files, or a dataset.
+    format : {"parquet", "csv", "tsv", "json", "jsonl"}, optional
         The file format, when the name's ending does not say it.
     chunk_rows : int, default 100_000
         Rows per chunk.
     column_types : dict, optional
-        ``{column: pyarrow type or type name}`` for CSV and JSON. CSV columns are otherwise
-        read as text exactly as written (``0012345`` stays ``0012345``): give a type to a
-        column that must be a number (``add``), a timestamp or a boolean.
+        ``{column: pyarrow type or type name}`` for CSV/TSV columns. Otherwise CSV cells are
+        typed by the reading rule of :mod:`amp_pandas._files`, over the whole file: ids and
+        group columns stay text (``0012345`` stays ``0012345``), a column becomes numbers or
+        booleans only when every cell reads back exactly. A cell that does not convert to its
+        named type raises :class:`~amp_pandas.errors.InputFileError` before anything is sent.
     missing_values : list of str, default ()
         CSV cells read as missing besides empty ones (e.g. ``["NA", "null"]``). By default
         only an empty cell is missing.
@@ -168,34 +174,62 @@ def run_file(
     problem_rows: int,
     dry_run: bool,
     arguments: Mapping[str, Any],
+    keep_result: bool = True,
+    on_chunk: Callable[[pd.DataFrame], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> Any:
-    """:func:`identify_file` for any frame method (``identify``, ``group_identify``)."""
+    """:func:`identify_file` for any frame method (``identify``, ``group_identify``).
+
+    ``keep_result=False`` keeps no per-row result in memory (the send returns the count of rows
+    per status, as with ``out``); ``on_chunk`` is called with each chunk's result as it is
+    sent (the command line prints the first rows that did not succeed from it);
+    ``stop_requested`` is asked before each chunk (the command line's SIGTERM): when it says
+    yes, the checking pass raises ``KeyboardInterrupt`` and the send stops as after Ctrl-C.
+    """
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
         raise ArgumentError(f"chunk_rows must be a positive integer, not {chunk_rows!r}")
     if arguments.get("sync") is not None:
         raise ArgumentError("sync= is not supported when streaming a file")
     arguments = {k: v for k, v in arguments.items() if k != "sync"}
-    dataset = open_dataset(source, format, column_types, missing_values)
+    reader = open_source(
+        source, format, column_types, missing_values, keep_text=_text_columns(arguments)
+    )
     call = _method(method)
-    # Arguments are checked on the empty frame of the whole schema: nothing is read yet.
-    empty = to_pandas(dataset.schema.empty_table())
+    # Arguments are checked on the empty frame of the whole schema: no row is read yet.
+    empty = reader.empty()
     meta = call(empty, **{**arguments, "dry_run": True})
-    columns = _mapped_columns(arguments, dataset.schema.names)
-    stream = _Stream(dataset, columns, chunk_rows)
+    columns = _mapped_columns(arguments, reader.names)
+    stream = _Stream(reader, columns, chunk_rows)
 
     def send(**options: Any) -> Any:
         merged = {**arguments, **options}
         require_key(call(empty, **{**merged, "dry_run": True}).settings)
-        return _send_pass(stream, call, merged, out, total=tally.summary["rows"])
+        return _send_pass(
+            stream, call, merged, out, total=tally.summary["rows"], keep=keep_result,
+            on_chunk=on_chunk, stop_requested=stop_requested,
+        )
 
     if not dry_run:
         require_key(meta.settings)
     tally = Tally(problem_rows)
+    first: dict[str, Any] | None = None
+    single: Any = None  # the preview of the first chunk, while it is the only one
     for frame in stream.frames():
+        if stop_requested is not None and stop_requested():
+            raise KeyboardInterrupt  # nothing sent yet
         preview = call(frame, **{**arguments, "dry_run": True})
+        if first is None and len(preview.payloads):
+            first = preview.payloads[0]
+        single = preview if tally.parts == 0 else None
         tally.add(check_part(preview.summary, preview.problems, problem_rows))
     checked = AggregatePreview(
-        tally, what="chunks", endpoint=meta.endpoint, key_status=meta.key_status, sender=send
+        tally,
+        what="chunks",
+        endpoint=meta.endpoint,
+        key_status=meta.key_status,
+        sender=send,
+        first=first,
+        single=single,
     )
     return checked if dry_run else checked.send()
 
@@ -211,13 +245,96 @@ def _method(method: str) -> Callable[..., Any]:
 
 
 # ---------------------------------------------------------------------- reading
-def open_dataset(
+def _same_columns(physical: pa.Schema, logical: pa.Schema, columns: list[str]) -> bool:
+    """Whether a file holds ``columns`` with the dataset's own types (no partition columns,
+    no casts to make)."""
+    names = set(physical.names)
+    return all(
+        c in names and physical.field(c).type.equals(logical.field(c).type) for c in columns
+    )
+
+
+class _ArrowSource:
+    """A Parquet file or folder, or a given :class:`pyarrow.dataset.Dataset`, read in chunks."""
+
+    def __init__(self, dataset: ds.Dataset) -> None:
+        self.dataset = dataset
+        self.names = list(dataset.schema.names)
+
+    def empty(self) -> pd.DataFrame:
+        return to_pandas(self.dataset.schema.empty_table())
+
+    def _batches(self, columns: list[str], chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        """Record batches of the columns, read one after the other.
+
+        Parquet files are read a row group at a time by :class:`pyarrow.parquet.ParquetFile`,
+        without pre-buffering: the dataset scanner reads ahead (column chunks of many row groups,
+        decoded on its threads) and its memory then grows with the file, not the chunk.
+        """
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        dataset = self.dataset
+        plain = (
+            isinstance(dataset, ds.FileSystemDataset)
+            and isinstance(dataset.format, ds.ParquetFileFormat)
+            and all(_same_columns(f.physical_schema, dataset.schema, columns)
+                    for f in dataset.get_fragments())
+        )
+        if not plain:  # partitioned folders, filtered or other datasets: Arrow's scanner
+            yield from dataset.to_batches(
+                columns=columns,
+                batch_size=chunk_rows,
+                batch_readahead=1,
+                fragment_readahead=1,
+                use_threads=False,
+            )
+            return
+        for path in dataset.files:
+            with pq.ParquetFile(path, filesystem=dataset.filesystem, pre_buffer=False) as file:
+                yield from file.iter_batches(
+                    batch_size=chunk_rows, columns=columns, use_threads=False
+                )
+
+    def tables(self, columns: list[str], chunk_rows: int) -> Iterator[pa.Table]:
+        import pyarrow as pa
+
+        batches = self._batches(columns, chunk_rows)
+        pending: list[pa.RecordBatch] = []
+        held = 0
+        try:
+            for batch in batches:
+                while batch.num_rows:
+                    take = min(batch.num_rows, chunk_rows - held)
+                    pending.append(batch.slice(0, take))
+                    held += take
+                    batch = batch.slice(take)
+                    if held == chunk_rows:
+                        yield pa.Table.from_batches(pending)
+                        pending, held = [], 0
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise InputFileError(f"cannot read the input: {exc}") from exc
+        if pending:
+            yield pa.Table.from_batches(pending)
+
+    def frames(self, columns: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+        start = 0
+        for table in self.tables(columns, chunk_rows):
+            n = table.num_rows
+            yield to_pandas(table, index=pd.RangeIndex(start, start + n))
+            start += n
+
+
+def open_source(
     source: Any,
     format: str | None,
     column_types: Mapping[str, Any] | None,
     missing_values: Sequence[str],
-) -> ds.Dataset:
-    """``source`` as a dataset: CSV columns as text unless typed, only empty cells missing."""
+    keep_text: Sequence[str] = (),
+) -> _ArrowSource | TextFile:
+    """``source`` as something read in chunks: Parquet through Arrow, CSV/TSV and JSON by the
+    reading rule of :mod:`amp_pandas._files` (the one :func:`~amp_pandas._files.read_table`
+    uses), with ``keep_text`` columns (ids, groups) always text."""
     try:
         import pyarrow as pa
         import pyarrow.dataset as ds
@@ -230,65 +347,54 @@ def open_dataset(
             raise ArgumentError(
                 "column_types= and missing_values= apply to a path; a dataset keeps its schema"
             )
-        return source
+        return _ArrowSource(source)
     path = Path(os.fspath(source))
     if not path.exists():
-        raise InputFileError(f"no such file: {str(path)!r}")
-    kind = format or FORMATS.get(path.suffix.lower())
-    if kind not in ("parquet", "csv", "json"):
-        raise InputFileError(
-            f"cannot tell the format of {path.name!r}: name it .parquet, .csv or .jsonl, or "
-            'pass format="parquet", "csv" or "json"'
-        )
-    types = {name: _arrow_type(pa, t, name) for name, t in (column_types or {}).items()}
-    try:
-        if kind == "parquet":
-            if column_types or missing_values:
-                raise ArgumentError(
-                    "column_types= and missing_values= apply to CSV and JSON; "
-                    "Parquet keeps its own types"
-                )
-            return ds.dataset(path, format="parquet")
-        if kind == "json":
-            if missing_values:
-                raise ArgumentError("missing_values= applies to CSV; JSON has null")
-            if not types:
-                return ds.dataset(path, format="json")
-            import pyarrow.json as pj
-
-            inferred = ds.dataset(path, format="json").schema
-            schema = pa.schema([(f.name, types.get(f.name, f.type)) for f in inferred])
-            options = pj.ParseOptions(explicit_schema=schema)
-            return ds.dataset(path, format=ds.JsonFileFormat(parse_options=options), schema=schema)
-        import pyarrow.csv as pcsv
-
-        names = ds.dataset(path, format="csv").schema.names
-        unknown = sorted(set(types) - set(names))
-        if unknown:
-            raise ArgumentError(f"column_types names columns not in {path.name!r}: {unknown}")
-        schema = pa.schema([(n, types.get(n, pa.string())) for n in names])
-        convert = pcsv.ConvertOptions(
-            null_values=["", *missing_values],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-            true_values=["true", "True", "TRUE", "1"],
-            false_values=["false", "False", "FALSE", "0"],
-        )
-        return ds.dataset(path, format=ds.CsvFileFormat(convert_options=convert), schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise InputFileError(f"cannot read {path.name!r} as {kind}: {exc}") from exc
+        raise InputFileError(f"cannot read {path}: no such file")
+    if format is not None and format not in FORMATS:
+        raise ArgumentError(f"format must be one of {sorted(FORMATS)}, not {format!r}")
+    if path.is_dir():
+        if format not in (None, "parquet"):
+            raise InputFileError(
+                f"cannot read {path}: a folder is read as Parquet files only; pass one "
+                "CSV/JSON file, or a pyarrow.dataset of the folder"
+            )
+        kind = "parquet"
+    else:
+        kind = FORMATS[format] if format is not None else file_kind(path)
+    if kind == "parquet":
+        if column_types or missing_values:
+            raise ArgumentError(
+                "column_types= and missing_values= apply to CSV; Parquet keeps its own types"
+            )
+        try:
+            return _ArrowSource(ds.dataset(path, format="parquet"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise InputFileError(f"cannot read {path} as Parquet: {exc}") from exc
+    if kind in ("json", "jsonl") and missing_values:
+        raise ArgumentError("missing_values= applies to CSV; JSON has null")
+    if kind in ("json", "jsonl") and column_types:
+        raise ArgumentError("column_types= applies to CSV; JSON values keep JSON's types")
+    return TextFile(
+        path,
+        kind=kind,
+        missing=missing_values,
+        keep_text=keep_text,
+        column_types=column_types,
+    )
 
 
-def _arrow_type(pa: Any, given: Any, name: str) -> Any:
-    if isinstance(given, pa.DataType):
-        return given
-    try:
-        return pa.type_for_alias(str(given))
-    except (ValueError, KeyError) as exc:
-        raise ArgumentError(
-            f"column_types[{name!r}]: {given!r} is not a pyarrow type "
-            "(e.g. 'int64', 'float64', 'bool', 'timestamp[s]', 'string')"
-        ) from exc
+def _text_columns(arguments: Mapping[str, Any]) -> list[str]:
+    """The columns that stay text whatever they hold: ids and group values."""
+    out: list[str] = []
+    for key in ("user_id", "device_id", "group_value"):
+        value = arguments.get(key)
+        if isinstance(value, str):
+            out.append(value)
+    groups = arguments.get("groups")
+    if isinstance(groups, Mapping):
+        out += [v for v in groups.values() if isinstance(v, str)]
+    return out
 
 
 def _mapped_columns(arguments: Mapping[str, Any], names: Sequence[str]) -> list[str]:
@@ -314,65 +420,44 @@ def _mapped_columns(arguments: Mapping[str, Any], names: Sequence[str]) -> list[
 
 
 class _Stream:
-    """The dataset's mapped columns, re-readable, as pandas frames of ``chunk_rows`` rows."""
+    """The source's mapped columns, re-readable, as pandas frames of ``chunk_rows`` rows
+    indexed by their 0-based row numbers in the file (``row``)."""
 
-    def __init__(self, dataset: ds.Dataset, columns: list[str], chunk_rows: int) -> None:
-        self.dataset = dataset
+    def __init__(
+        self, source: _ArrowSource | TextFile, columns: list[str], chunk_rows: int
+    ) -> None:
+        self.source = source
         self.columns = columns
         self.chunk_rows = chunk_rows
         self.chunks_read = 0
 
-    def tables(self) -> Iterator[pa.Table]:
-        import pyarrow as pa
-
-        batches = self.dataset.to_batches(
-            columns=self.columns,
-            batch_size=self.chunk_rows,
-            batch_readahead=1,
-            fragment_readahead=1,
-        )
-        pending: list[pa.RecordBatch] = []
-        held = 0
-        try:
-            for batch in batches:
-                while batch.num_rows:
-                    take = min(batch.num_rows, self.chunk_rows - held)
-                    pending.append(batch.slice(0, take))
-                    held += take
-                    batch = batch.slice(take)
-                    if held == self.chunk_rows:
-                        yield pa.Table.from_batches(pending)
-                        pending, held = [], 0
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-            raise InputFileError(f"cannot read the input: {exc}") from exc
-        if pending:
-            yield pa.Table.from_batches(pending)
-
     def frames(self) -> Iterator[pd.DataFrame]:
-        """Each chunk as pandas, indexed by its rows' numbers in the file (``row``)."""
-        start = 0
-        for table in self.tables():
+        for frame in self.source.frames(self.columns, self.chunk_rows):
             self.chunks_read += 1
-            n = table.num_rows
-            index = pd.RangeIndex(start, start + n, name=_INDEX_NAME)
-            yield to_pandas(table, index=index)
-            start += n
+            frame.index = pd.RangeIndex(
+                frame.index[0] if len(frame) else 0,
+                (frame.index[0] if len(frame) else 0) + len(frame),
+                name=_INDEX_NAME,
+            )
+            yield frame
 
 
 # ---------------------------------------------------------------------- sending
 class _Sink:
-    """Where chunk results go: kept in memory, or appended to ``out``."""
+    """Where chunk results go: kept in memory, appended to ``out``, or only counted."""
 
-    def __init__(self, out: Any) -> None:
+    def __init__(self, out: Any, keep: bool = True) -> None:
         self.path = None if out is None else Path(os.fspath(out))
+        self.keep = keep and self.path is None
         self.frames: list[pd.DataFrame] = []
         self.counts = pd.Series(0, index=list(STATUSES), dtype="int64", name="rows")
         self._writer: Any = None
 
     def add(self, result: pd.DataFrame) -> None:
         self.counts = self.counts.add(summarize(result).reindex(STATUSES, fill_value=0))
-        if self.path is None:
+        if self.keep:
             self.frames.append(pd.DataFrame(result))
+        if self.path is None:
             return
         import pyarrow as pa
 
@@ -402,7 +487,7 @@ class _Sink:
             self._writer = None
 
     def result(self) -> Any:
-        if self.path is not None:
+        if not self.keep:
             return self.counts
         frames = [f for f in self.frames if len(f)]
         if not frames:
@@ -429,6 +514,9 @@ def _send_pass(
     arguments: Mapping[str, Any],
     out: Any,
     total: int,
+    keep: bool = True,
+    on_chunk: Callable[[pd.DataFrame], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> Any:
     arguments = dict(arguments)
     show = bool(arguments.pop("progress", True))
@@ -437,50 +525,66 @@ def _send_pass(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=int(total), unit="rows", desc="identify")
-    sink = _Sink(out)
+    sink = _Sink(out, keep)
     done = 0
     stop: SendError | None = None
     interrupted = False
+    in_call = False
     try:
         for frame in stream.frames():
+            if stop_requested is not None and stop_requested():
+                interrupted = True
+                break
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RowsNotSucceededWarning)
                 warnings.simplefilter("always", InterruptedSendWarning)
+                in_call = True
                 try:
                     result = call(frame, **arguments, progress=False)
                 except SendError as exc:
                     if exc.result is None:
                         raise
                     result, stop = exc.result, exc
+                in_call = False
             for w in caught:
                 if issubclass(w.category, InterruptedSendWarning):
                     interrupted = True
                 elif not issubclass(w.category, RowsNotSucceededWarning):
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             sink.add(result)
+            if on_chunk is not None:
+                on_chunk(result)
             done += len(frame)
             if bar is not None:
                 bar.update(len(frame))
             if stop is not None or interrupted:
                 break
-        if (stop is not None or interrupted) and done < total:
-            sink.add(_not_sent(done, int(total), "not sent: the send stopped before this chunk"))
+    except KeyboardInterrupt:
+        if in_call:  # a second Ctrl-C inside the sender: requests may be in flight
+            raise
+        interrupted = True  # while the next chunk was read: nothing of it was sent
     finally:
         if bar is not None:
             bar.close()
-        sink.close()
+        try:
+            if (stop is not None or interrupted) and done < total:
+                rest = _not_sent(done, int(total), "not sent: the send stopped before this chunk")
+                sink.add(rest)
+                if on_chunk is not None:
+                    on_chunk(rest)
+        finally:
+            sink.close()
     result = sink.result()
     if stop is not None:
-        stop.result = result if out is None else None
+        stop.result = result if sink.keep else None
         raise stop
-    if out is None:
-        if interrupted:
-            warnings.warn(
-                "The send was interrupted; the result is partial: rows 'not_sent' were not "
-                "applied, rows 'unknown' may have been.",
-                InterruptedSendWarning,
-                stacklevel=3,
-            )
-        else:
-            warn_if_not_succeeded(result)
+    if interrupted:
+        warnings.warn(
+            "The send was interrupted; the result is partial: rows 'not_sent' were not "
+            "applied, rows 'unknown' may have been.",
+            InterruptedSendWarning,
+            stacklevel=3,
+        )
+    elif sink.keep:
+        warn_if_not_succeeded(result)
     return result

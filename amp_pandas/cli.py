@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     ident.add_argument("--server-url", metavar="URL", help="send here instead (e.g. a sandbox)")
     ident.add_argument("--dry-run", action="store_true", help="check and show; send nothing")
     ident.add_argument("--out", metavar="RESULT.csv", help="write the per-row result here")
+    ident.add_argument("--chunk-rows", type=int, default=100_000, metavar="N",
+                       help="rows read, checked and sent at a time (memory follows N; "
+                       "default 100000)")
     ident.add_argument("--batch-size", type=int, help="identifications per request")
     ident.add_argument("--max-workers", type=int, help="requests in flight at once")
     ident.add_argument("--retry-ambiguous", action="store_true",
@@ -342,12 +345,12 @@ def _mapping(
     return mapping
 
 
-class _Terminated(Exception):
+class _Terminated(KeyboardInterrupt):
     """SIGTERM arrived where the send could not stop at a safe point."""
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
+def _sigterm_as_interrupt(defer: bool = False) -> Iterator[dict[str, bool]]:
     """Treat SIGTERM like Ctrl-C while sending: the send stops at a safe point.
 
     A scheduler's or ``timeout``'s SIGTERM then ends the send the way Ctrl-C does: requests in
@@ -362,8 +365,10 @@ def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
         current = signal.getsignal(signal.SIGINT)
         if callable(current) and current is not signal.default_int_handler:
             current(signal.SIGINT, frame)  # the send's own Ctrl-C handling: stop at a safe point
-        else:
+        elif not defer:
             raise _Terminated
+        # else: a file read in chunks is being read or checked; the next chunk boundary stops
+        # (nothing of the next chunk is sent, the rows not sent are marked so)
 
     try:
         previous_term = signal.signal(signal.SIGTERM, handler)
@@ -381,25 +386,21 @@ def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
             signal.signal(signal.SIGINT, previous_int)
 
 
-def _identify(args: argparse.Namespace) -> int:
-    import amp_pandas  # noqa: F401  (registers df.amplitude)
-
+def _whole_file(args: argparse.Namespace, mapping: dict[str, Any]) -> Any:
+    """The whole file as one frame, read by the same rule as the streamed path, for runs that
+    need every row at once (a sync ledger compares the whole run with the last one)."""
     from ._files import read_table
 
-    if args.out:
-        check_writable(args.out)
-    mapping = _mapping(args)
     keep_text = [c for c in (args.user_id, args.device_id) if c]
     keep_text += list(mapping.get("groups", {}).values())
-    df = read_table(args.file, missing=args.missing, keep_text=keep_text)
-    options: dict[str, Any] = {}
-    if args.batch_size is not None:
-        options["batch_size"] = args.batch_size
-    if args.max_workers is not None:
-        options["max_workers"] = args.max_workers
-    if args.retry_ambiguous:
-        options["retry_ambiguous"] = True
-    options.update(_sync_options(args))
+    return read_table(args.file, missing=args.missing, keep_text=keep_text)
+
+
+def _identify_whole(
+    args: argparse.Namespace, mapping: dict[str, Any], options: dict[str, Any]
+) -> int:
+    """``identify`` on the whole file at once (a ``--sync`` run), read by the same rule."""
+    df = _whole_file(args, mapping)
     preview = df.amplitude.identify(
         user_id=args.user_id,
         device_id=args.device_id,
@@ -421,6 +422,109 @@ def _sync_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.removed != "keep" or args.ledger:
         raise _UsageError("--removed and --ledger need --sync NAME")
     return {}
+
+
+def _identify(args: argparse.Namespace) -> int:
+    """Check every row of the file a chunk at a time, then send chunk by chunk (or only print
+    the verdict with ``--dry-run``); memory follows ``--chunk-rows``, not the file."""
+    import amp_pandas  # noqa: F401  (registers df.amplitude)
+
+    from ._stream import run_file
+    from .errors import InterruptedSendWarning
+
+    if args.out:
+        check_writable(args.out)
+    mapping = _mapping(args)
+    options: dict[str, Any] = {}
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
+    if args.max_workers is not None:
+        options["max_workers"] = args.max_workers
+    if args.retry_ambiguous:
+        options["retry_ambiguous"] = True
+    if args.sync is not None:
+        options.update(sync=args.sync, removed=args.removed, ledger=args.ledger)
+        # A sync run compares the whole run with the ledger's last one: the whole file at once
+        return _identify_whole(args, mapping, options)
+    if args.removed != "keep" or args.ledger:
+        raise _UsageError("--removed and --ledger need --sync NAME")
+    arguments = dict(
+        user_id=args.user_id,
+        device_id=args.device_id,
+        nulls=args.nulls,
+        region=args.region,
+        server_url=args.server_url,
+        progress=not args.no_progress,
+        **mapping,
+        **options,
+    )
+    bad: list[Any] = []
+
+    def keep_bad(result: Any) -> None:
+        if sum(len(b) for b in bad) < 10:
+            bad.append(result[result.status != "success"].head(10))
+
+    with _sigterm_as_interrupt(defer=True) as state, warnings.catch_warnings(
+        record=True
+    ) as caught:
+        warnings.simplefilter("always")
+        try:
+            outcome = run_file(
+                "identify",
+                args.file,
+                format=None,
+                chunk_rows=args.chunk_rows,
+                column_types=None,
+                missing_values=args.missing,
+                out=args.out,
+                problem_rows=5,
+                dry_run=args.dry_run,
+                arguments=arguments,
+                keep_result=False,
+                on_chunk=keep_bad,
+                stop_requested=lambda: state["terminated"],
+            )
+        except KeyboardInterrupt:
+            if state["terminated"]:
+                raise _Terminated from None
+            raise
+    for w in caught:
+        if not issubclass(w.category, InterruptedSendWarning) and args.dry_run:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if args.dry_run:
+        if outcome.single is not None:  # the file fitted in one chunk: the whole preview
+            print(cli_words(repr(outcome.single)))
+            return 1 if outcome.summary["invalid"] else 0
+        print(cli_words(repr(outcome)).replace(" — nothing sent", " (dry run, nothing sent)"))
+        if outcome.first is not None:
+            print("First identification:")
+            print("  " + json.dumps(outcome.first, ensure_ascii=False))
+        print(f"Run again without --dry-run to send the {outcome.summary['valid']:,} valid rows.")
+        return 1 if outcome.summary["invalid"] else 0
+    interrupted = any(issubclass(w.category, InterruptedSendWarning) for w in caught)
+    counts = outcome[outcome > 0].sort_values(ascending=False, kind="stable")
+    print("result: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if args.out:
+        print(f"per-row result written to {args.out}")
+    if bad:
+        import pandas as pd
+
+        shown = pd.concat(bad).head(10).copy()
+        if len(shown):
+            shown["error"] = shown["error"].map(
+                lambda r: cli_words(r) if isinstance(r, str) else r
+            )
+            print(shown.to_string(), file=sys.stderr)
+    if interrupted:
+        how = "terminated" if state["terminated"] else "interrupted"
+        print(
+            f"amp-pandas: {how}; rows not sent are marked not_sent"
+            + (f" in {args.out}" if args.out else "")
+            + ": run again on those rows to send them",
+            file=sys.stderr,
+        )
+        return 143 if state["terminated"] else 130
+    return 0 if int(outcome.get("success", 0)) == int(outcome.sum()) else 1
 
 
 def _finish(args: argparse.Namespace, preview: Any) -> int:

@@ -210,7 +210,7 @@ def test_unknown_column_named_before_reading(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name,kwargs,error",
     [
-        ("u.txt", {}, InputFileError),
+        ("u.xlsx", {}, InputFileError),
         ("missing.csv", {}, InputFileError),
         ("u.csv", {"chunk_rows": 0}, ArgumentError),
         ("u.csv", {"column_types": {"n": "no-such-type"}}, ArgumentError),
@@ -222,7 +222,7 @@ def test_bad_input_is_refused(
     tmp_path: Path, name: str, kwargs: dict[str, Any], error: type[Exception]
 ) -> None:
     write(tmp_path / "u.csv", rows(3, 1), "csv")
-    (tmp_path / "u.txt").write_text("uid\nuser-1\n")
+    (tmp_path / "u.xlsx").write_text("uid\nuser-1\n")
     with pytest.raises(error):
         amp_pandas.identify_file(tmp_path / name, **JOB, dry_run=True, **kwargs)
 
