@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import amp_pandas  # noqa: F401  (registers df.amplitude)
 from amp_pandas import Ledger, cli, literal
@@ -488,3 +490,26 @@ def test_a_dry_run_without_a_ledger_file_creates_none(sb: Sandbox, path: Path) -
     assert preview.sync.counts["new"] == 1 and preview.sync.held_users == 0
     assert "does not exist yet: every group is new" in repr(preview)
     assert sb.requests == []
+
+
+_TEXT = st.text(alphabet=st.sampled_from(list('ab:"\\\x00é ,[]')), min_size=1, max_size=6)
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(st.lists(st.tuples(_TEXT, _TEXT), min_size=1, max_size=8))
+def test_every_group_has_its_own_key_that_reads_back(pairs: list[tuple[str, str]]) -> None:
+    from amp_pandas._syncrun import group_users
+
+    df = pd.DataFrame({"t": [t for t, _ in pairs], "v": [v for _, v in pairs], "n": 1})
+    preview = df.amplitude.group_identify(group_type="t", group_value="v", set=["n"],
+                                          dry_run=True)  # fmt: skip
+    members = group_users(preview.plan)
+    valid = [(t, v) for (t, v), state in zip(pairs, preview.plan.state, strict=True)
+             if state == 0]  # fmt: skip
+    # one key per distinct (type, value) pair, in order of first appearance
+    assert len(members.keys) == len(dict.fromkeys(valid))
+    read_back = []
+    for key in members.keys.tolist():
+        assert key.startswith("\x00\x00")
+        read_back.append(tuple(json.loads(key[2:])))
+    assert read_back == list(dict.fromkeys(valid))
