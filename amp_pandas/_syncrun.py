@@ -1,4 +1,5 @@
-"""A sync run of ``identify`` (``sync="job"``): the job's plan, its send, and its removed users.
+"""A sync run of ``identify`` or ``group_identify`` (``sync="job"``): the job's plan, its send, and
+its removed users (or groups).
 
 The bridge between a built plan, the ledger (:mod:`amp_pandas._ledger`, storage) and the
 planning rules (:mod:`amp_pandas._sync`, no I/O):
