@@ -391,7 +391,7 @@ class AmplitudeAccessor:
         unset: str | Sequence[str] | None = None,
         nulls: NullPolicy = "skip",
         dry_run: bool = False,
-        sync: None = None,
+        sync: str | None = None,
         api_key: str | None = None,
         region: str = "standard",
         server_url: str | None = None,
@@ -410,6 +410,8 @@ class AmplitudeAccessor:
         pre_insert: Columns = None,
         post_insert: Columns = None,
         remove: Columns = None,
+        ledger: str | os.PathLike[str] | None = None,
+        removed: RemovedMode = "keep",
     ) -> GroupIdentifyPreview | SendResult:
         """Set group properties (accounts, companies, workspaces) with Amplitude's Group
         Identify API; preview or send them.
@@ -439,9 +441,23 @@ class AmplitudeAccessor:
             As in :meth:`identify`.
         dry_run : bool, default False
             ``True`` returns a :class:`~amp_pandas.GroupIdentifyPreview` instead of sending.
-        sync : None
-            Only None for now (a ledger of what was sent to each group comes later): any
-            other value is refused with an :class:`~amp_pandas.errors.ArgumentError`.
+        sync : str, optional
+            A job name: turns the sync ledger on, as in :meth:`identify`, keyed by group (its
+            type and value): a group whose identifications are byte for byte those last
+            acknowledged is not sent (its rows end ``unchanged``); one whose last send may
+            have been applied is sent again only if every row is idempotent. A group job is
+            separate from a user job of the same name (another endpoint). See the README's
+            "Sync".
+        ledger : str or os.PathLike, optional
+            The ledger file of a sync run, as in :meth:`identify`.
+        removed : {"keep", "revert"}, default "keep"
+            What a sync run does with groups its job sent before that are absent now: leave
+            them (``"keep"``), or send each one group identification that ``$unset`` s the
+            properties the job set (``"revert"``). Values added by ``$append`` and
+            ``$prepend`` stay (groups have no ``$remove``), as do ``$add`` amounts: both are
+            listed in ``not_undone``. They are listed in ``result.removed`` (columns
+            ``group_type``, ``group_value``, ``identification``, ``status``, ``error``,
+            ``not_undone``).
         api_key, session, max_workers, timeout : optional
             As in :meth:`identify`.
         throttle_pause, throttle_budget : float, default 15 and 600
@@ -465,17 +481,20 @@ class AmplitudeAccessor:
         -------
         GroupIdentifyPreview or SendResult
             The preview with ``dry_run=True``; otherwise the result, one row per input row
-            (same index): ``status``, ``http_status``, ``error``, ``attempts``.
+            (same index): ``status``, ``http_status``, ``error``, ``attempts``; for a sync
+            run ``result.removed`` lists the removed groups.
 
         Raises
         ------
         amp_pandas.errors.ArgumentError
             Arguments that cannot work (unknown column, no group type or value, a refused
-            operation, ``sync=``...), at once.
+            operation, a bad ``sync=``...), at once.
         amp_pandas.errors.ConfigurationError
             Before any request: no API key, an unknown region, ``batch_size`` above 1024...
         amp_pandas.errors.AuthenticationError
             Amplitude rejected the key; ``.result`` holds the partial result.
+        amp_pandas.errors.LedgerError
+            As in :meth:`identify`: before anything is sent.
 
         Examples
         --------
@@ -529,4 +548,6 @@ class AmplitudeAccessor:
             pre_insert=pre_insert,
             post_insert=post_insert,
             remove=remove,
+            ledger=ledger,
+            removed=removed,
         )

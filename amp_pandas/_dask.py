@@ -302,7 +302,7 @@ def run(ddf: Any, method: str, arguments: Mapping[str, Any]) -> Any:
     if arguments.get("sync") is not None:
         raise ArgumentError(
             "sync= is not supported on a Dask DataFrame: compute it to pandas "
-            "(ddf.compute().amplitude.identify(..., sync=...)), or send without sync="
+            f"(ddf.compute().amplitude.{method}(..., sync=...)), or send without sync="
         )
     arguments.pop("sync", None)
     arguments.pop("progress", None)

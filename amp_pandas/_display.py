@@ -478,10 +478,11 @@ def sync_lines(preview: IdentifyPreview) -> list[str]:
         return []
     last = "never" if sync.last_run is None else sync.last_run.strftime("%Y-%m-%d %H:%M UTC")
     c = sync.counts
+    units = f"{sync.unit}s"
     lines = [
-        f"sync job {sync.job!r} · last run {last} · holds {sync.held_users:,} users "
+        f"sync job {sync.job!r} · last run {last} · holds {sync.held_users:,} {units} "
         f"· ledger {sync.ledger}",
-        f"users: unchanged {c['unchanged']:,} · changed {c['changed']:,} · new {c['new']:,} · "
+        f"{units}: unchanged {c['unchanged']:,} · changed {c['changed']:,} · new {c['new']:,} · "
         f"removed {c['removed']:,} ({sync.removed_mode}) · ambiguous {c['ambiguous']:,} "
         f"· held {c['held']:,}",
         sync.send_text(),
@@ -521,7 +522,15 @@ def _removed_frame(preview: IdentifyPreview) -> pd.DataFrame:
 
 
 def _removed_id(row: Any) -> str:
+    """A removed member in words: its user id, ``device D``, or ``TYPE VALUE`` for a group."""
+    if hasattr(row, "group_type"):
+        return f"{row.group_type} {row.group_value}"
     return str(row.user_id) if row.user_id is not None else f"device {row.device_id}"
+
+
+def _removed_noun(frame: pd.DataFrame) -> str:
+    """``users``, or ``groups`` for the removed groups of a ``group_identify`` job."""
+    return "groups" if "group_type" in frame.columns else "users"
 
 
 def removed_text(preview: IdentifyPreview, *, limit: int = REMOVED_SHOWN) -> list[str]:
@@ -529,7 +538,8 @@ def removed_text(preview: IdentifyPreview, *, limit: int = REMOVED_SHOWN) -> lis
     frame = _removed_frame(preview)
     if not len(frame):
         return []
-    lines = [f"Removed users ({len(frame):,}; removed={preview.sync.removed_mode!r}):"]  # type: ignore[union-attr]
+    mode = preview.sync.removed_mode  # type: ignore[union-attr]
+    lines = [f"Removed {_removed_noun(frame)} ({len(frame):,}; removed={mode!r}):"]
     for r in frame.head(limit).itertuples(index=False):
         what = ("kept as it is" if r.identification is None and preview.sync.removed_mode == "keep"  # type: ignore[union-attr]
                 else "nothing to undo" if r.identification is None
@@ -551,7 +561,7 @@ def removed_html(preview: IdentifyPreview, *, limit: int = REMOVED_SHOWN) -> str
     mode = preview.sync.removed_mode if preview.sync is not None else ""
     head = f'<div class="amp-pandas amp-removed" data-count="{len(frame)}" data-mode="{mode}">'
     if not len(frame):
-        return head + "<i>No removed users.</i></div>"
+        return head + f"<i>No removed {_removed_noun(frame)}.</i></div>"
     rows = []
     for r in frame.head(limit).itertuples(index=False):
         payload = ("kept as it is (removed=\"keep\")" if r.identification is None and mode == "keep"
@@ -566,7 +576,8 @@ def removed_html(preview: IdentifyPreview, *, limit: int = REMOVED_SHOWN) -> str
     more = (f'<p class="amp-muted">… {len(frame) - limit:,} more: see preview.sync.reverts</p>'
             if len(frame) > limit else "")  # fmt: skip
     return (
-        head + "<table><thead><tr><th>user</th><th>revert identification</th>"
+        head + f"<table><thead><tr><th>{_removed_noun(frame)[:-1]}</th>"
+        "<th>revert identification</th>"
         "<th>not undone</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
         + more + "</div>"
     )
@@ -578,7 +589,7 @@ def removed_result_html(removed: pd.DataFrame, *, limit: int = REMOVED_SHOWN) ->
     esc = html.escape
     head = f'<div class="amp-pandas amp-removed" data-count="{len(removed)}" data-sent="1">'
     if not len(removed):
-        return head + "<i>No removed users.</i></div>"
+        return head + f"<i>No removed {_removed_noun(removed)}.</i></div>"
     rows = []
     for r in removed.head(limit).itertuples(index=False):
         payload = ("—" if r.identification is None
@@ -592,7 +603,8 @@ def removed_result_html(removed: pd.DataFrame, *, limit: int = REMOVED_SHOWN) ->
             f"<td>{esc(r.error or '')}</td><td>{esc(', '.join(r.not_undone))}</td></tr>"
         )
     return (
-        head + "<table><thead><tr><th>user</th><th>status</th><th>revert identification</th>"
+        head + f"<table><thead><tr><th>{_removed_noun(removed)[:-1]}</th><th>status</th>"
+        "<th>revert identification</th>"
         "<th>reason</th><th>not undone</th></tr></thead><tbody>" + "".join(rows)
         + "</tbody></table></div>"
     )
@@ -674,7 +686,7 @@ def send_blocker(preview: IdentifyPreview) -> str | None:
     if sync is not None:
         reverts = int(sync.reverts["identification"].notna().sum())
         if not sync.send_rows and not reverts and not sync.counts["removed"]:
-            return "nothing to send: every user is unchanged or held"
+            return f"nothing to send: every {sync.unit} is unchanged or held"
         return None
     if not int(preview.summary["valid"]):
         return "no valid rows to send"

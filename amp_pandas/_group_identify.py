@@ -3,6 +3,7 @@ preview, send, over Amplitude's Group Identify API."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -12,10 +13,11 @@ import requests
 from ._amplitude import GROUP_IDENTIFY_PATH, MAX_GROUP_IDENTIFICATIONS
 from ._build import build_group_plan
 from ._config import resolve_settings
-from ._identify import Columns
+from ._identify import Columns, RemovedMode
 from ._preview import GroupIdentifyPreview, group_operations_table
 from ._result import SendResult
 from ._spec import NullPolicy, parse_group_mapping
+from ._syncrun import group_revert_columns, sync_options
 from .errors import ArgumentError, ConfigurationError
 
 __all__ = ["group_identify"]
@@ -34,7 +36,7 @@ def group_identify(
     unset: str | Sequence[str] | None = None,
     nulls: NullPolicy = "skip",
     dry_run: bool = False,
-    sync: None = None,
+    sync: str | None = None,
     api_key: str | None = None,
     region: str = "standard",
     server_url: str | None = None,
@@ -53,6 +55,8 @@ def group_identify(
     pre_insert: Columns = None,
     post_insert: Columns = None,
     remove: Columns = None,
+    ledger: str | os.PathLike[str] | None = None,
+    removed: RemovedMode = "keep",
 ) -> GroupIdentifyPreview | SendResult:
     """Build (and unless ``dry_run``, send) one group identification per row of ``df``.
 
@@ -66,11 +70,6 @@ def group_identify(
     if not isinstance(dry_run, (bool, np.bool_)):
         raise ArgumentError(
             f"dry_run must be True or False; got {type(dry_run).__name__} {dry_run!r}"
-        )
-    if sync is not None:
-        raise ArgumentError(
-            "sync= for group_identify comes later; for now pass sync=None and send the rows "
-            "to update (group_identify sends every valid row)"
         )
     if (
         isinstance(batch_size, int)
@@ -99,6 +98,8 @@ def group_identify(
         interrupt_grace=interrupt_grace,
         progress=progress,
     )
+    # -- sync: checked before anything is built; without sync= no ledger is touched
+    sync_job = sync_options(sync, ledger, removed)
     operations = {
         "set": set,
         "set_once": set_once,
@@ -118,8 +119,12 @@ def group_identify(
         nulls=nulls,
     )
     plan = build_group_plan(df, spec)
-    preview = GroupIdentifyPreview(plan, spec, settings, group_operations_table(df, spec))
+    preview = GroupIdentifyPreview(
+        plan, spec, settings, group_operations_table(df, spec), sync=sync_job,
+        sync_columns=group_revert_columns(df, spec) if sync_job is not None else None,
+    )
     if dry_run:
+        preview.sync  # noqa: B018  (read the ledger now: a bad ledger is an error here)
         return preview
     result = preview.send()
     if not isinstance(result, SendResult):  # pragma: no cover - the sender always builds one

@@ -533,8 +533,10 @@ class GroupIdentifyPreview(IdentifyPreview):
     """A dry run of ``df.amplitude.group_identify``: nothing has been sent.
 
     Everything of :class:`IdentifyPreview` holds (``payloads``, ``problems``, ``summary``,
-    ``operations``, ``endpoint``, ``send()``, the text, HTML and widget views); the payloads
-    are group identifications, posted to Amplitude's Group Identify API.
+    ``operations``, ``endpoint``, ``sync``, ``send()``, the text, HTML and widget views); the
+    payloads are group identifications, posted to Amplitude's Group Identify API. For a sync
+    run (``sync=``) the plan counts groups (``preview.sync.unit == "group"``) and its
+    ``reverts`` name each removed group by ``group_type`` and ``group_value``.
 
     Examples
     --------

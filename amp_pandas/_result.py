@@ -83,7 +83,9 @@ class SendResult(pd.DataFrame):
         row each: ``user_id``, ``device_id``, ``identification`` (the revert sent, or
         ``None``), ``status`` (a result status for a revert sent; ``kept`` with
         ``removed="keep"``; ``skipped`` when nothing the job did can be undone), ``error`` and
-        ``not_undone`` (what the revert leaves in place). ``None`` without ``sync=``.
+        ``not_undone`` (what the revert leaves in place). For ``group_identify`` the removed
+        groups, with ``group_type`` and ``group_value`` in place of the two ids. ``None``
+        without ``sync=``.
     """
 
     _metadata = ["removed"]

@@ -6,8 +6,12 @@ This module holds that model and the decisions made from it; it does no I/O. The
 (:mod:`amp_pandas._ledger`) stores the state and hands it over as a :class:`LedgerState`.
 
 Users are named by a *key*: the ``user_id`` when there is one, else ``"\\x00"`` followed by the
-``device_id`` (so that a device id can never be mistaken for a user id of the same text); a group
-is ``group_type + "\\x00" + group_value``. :func:`user_key` and :func:`key_fields` convert.
+``device_id`` (so that a device id can never be mistaken for a user id of the same text). A
+group (a job of ``group_identify``) is two NULs followed by the JSON array
+``[group_type, group_value]`` (:func:`group_key`): unambiguous whatever the type and value hold,
+and never a user key unless that user's id itself begins with a NUL (a group job and a user job
+never share a ledger job anyway: their endpoints differ). :func:`user_key`, :func:`group_key`
+and :func:`key_fields` convert.
 
 How a user of the new run is classified (:func:`classify`, a pure function of the user's
 remembered state; :func:`plan_sync` applies it to every user at once):
@@ -65,6 +69,7 @@ __all__ = [
     "CHANGED",
     "DIGEST_BYTES",
     "FAILED",
+    "GROUP_KEY_PREFIX",
     "HELD",
     "HELD_REASON",
     "IN_FLIGHT",
@@ -82,8 +87,10 @@ __all__ = [
     "UserSummary",
     "classify",
     "digest_and_idempotent",
+    "group_key",
     "identification_digest",
     "key_fields",
+    "key_label",
     "plan_sync",
     "revert_identification",
     "revert_info",
@@ -540,18 +547,53 @@ def user_keys(user_ids: Sequence[Any], device_ids: Sequence[Any] | None = None) 
     )
 
 
+#: What begins a group's key (:func:`group_key`).
+GROUP_KEY_PREFIX = "\x00\x00"
+
+
+def group_key(group_type: str, group_value: str) -> str:
+    """The ledger's key for a group: two NULs, then ``[group_type, group_value]`` as compact JSON.
+
+    Examples
+    --------
+    >>> group_key("company", "17")
+    '\\x00\\x00["company","17"]'
+    >>> key_fields(group_key("org", "a\\x00b"), group=True)
+    {'group_type': 'org', 'group_value': 'a\\x00b'}
+    """
+    return GROUP_KEY_PREFIX + json.dumps([group_type, group_value], ensure_ascii=False,
+                                         separators=(",", ":"))  # fmt: skip
+
+
+def key_label(key: str) -> str:
+    """A key in words: the user id, ``device D``, or ``group TYPE VALUE``.
+
+    Examples
+    --------
+    >>> key_label("user-1"), key_label("\\x00device-1"), key_label(group_key("company", "17"))
+    ('user-1', 'device device-1', 'group company 17')
+    """
+    if key.startswith(GROUP_KEY_PREFIX):
+        fields = key_fields(key, group=True)
+        return f"group {fields['group_type']} {fields['group_value']}"
+    if key.startswith("\x00"):
+        return f"device {key[1:]}"
+    return key
+
+
 def key_fields(key: str, *, group: bool = False) -> dict[str, str]:
-    """The id fields of an identification for a key (the inverse of :func:`user_key`).
+    """The id fields of an identification for a key (the inverse of :func:`user_key` and
+    :func:`group_key`).
 
     Examples
     --------
     >>> key_fields("user-1"), key_fields("\\x00device-1")
     ({'user_id': 'user-1'}, {'device_id': 'device-1'})
-    >>> key_fields("org\\x00acme", group=True)
+    >>> key_fields(group_key("org", "acme"), group=True)
     {'group_type': 'org', 'group_value': 'acme'}
     """
     if group:
-        group_type, _, value = key.partition("\x00")
+        group_type, value = json.loads(key[len(GROUP_KEY_PREFIX) :])
         return {"group_type": group_type, "group_value": value}
     if key.startswith("\x00"):
         return {"device_id": key[1:]}

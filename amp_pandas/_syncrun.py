@@ -1,12 +1,17 @@
-"""A sync run of ``identify`` (``sync="job"``): the job's plan, its send, and its removed users.
+"""A sync run of ``identify`` or ``group_identify`` (``sync="job"``): the job's plan, its send, and
+its removed users (or groups).
 
 The bridge between a built plan, the ledger (:mod:`amp_pandas._ledger`, storage) and the
 planning rules (:mod:`amp_pandas._sync`, no I/O):
 
 - :func:`sync_options` checks ``sync=``, ``ledger=``, ``removed=`` (without ``sync=`` nothing
   else happens and no ledger is touched);
-- :func:`group_users` names each valid row's user (its ``user_id``, else its ``device_id``) and
+- :func:`group_users` names each valid row's user (its ``user_id``, else its ``device_id``; for
+  a plan of group identifications, its group: :func:`~amp_pandas._sync.group_key`) and
   computes per user the digest of its identifications and whether they are all idempotent;
+- :class:`SyncKind` holds what differs between a job of users and a job of groups (the noun,
+  the id columns of ``result.removed``, how a revert is sent): :data:`USERS` or :data:`GROUPS`,
+  chosen by the plan (:func:`sync_kind`);
 - :func:`preview_sync` reads the job's state (reads only; a missing ledger file is not created)
   and plans against it, for the dry run;
 - :func:`send_sync` takes the job's lock, plans again from the state under it, sends the users
@@ -17,6 +22,7 @@ planning rules (:mod:`amp_pandas._sync`, no I/O):
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -26,15 +32,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._amplitude import NON_IDEMPOTENT_OPERATIONS, OPERATIONS, UNSET
+from ._amplitude import (
+    MAX_GROUP_IDENTIFICATIONS,
+    MAX_GROUP_PROPERTIES,
+    NON_IDEMPOTENT_OPERATIONS,
+    OPERATIONS,
+    UNSET,
+)
 from ._config import SendSettings, require_key
 from ._ledger import Ledger, Run, default_path
-from ._payloads import Payloads
-from ._plan import VALID, Plan
+from ._payloads import Ids, Payloads, TextPayloads
+from ._plan import VALID, Plan, empty_problems
 from ._progress import ProgressCallback
 from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
 from ._send import send_plan, user_stacklevel
-from ._spec import IdentifySpec, Literal
+from ._spec import GroupSpec, IdentifySpec, Literal
 from ._sync import (
     DIGEST_BYTES,
     HELD,
@@ -42,6 +54,7 @@ from ._sync import (
     LedgerState,
     RevertInfo,
     SyncPlan,
+    group_key,
     identification_digest,
     key_fields,
     plan_sync,
@@ -62,26 +75,103 @@ from .errors import (
 )
 
 __all__ = [
+    "GROUPS",
+    "GROUP_REMOVED_COLUMNS",
     "REMOVED_COLUMNS",
+    "USERS",
     "LedgerObserver",
     "RevertColumns",
+    "SyncKind",
     "SyncOptions",
     "SyncPreview",
     "UserGroups",
+    "group_revert_columns",
     "group_users",
     "plan_users",
     "preview_sync",
     "revert_columns",
     "revert_infos",
     "send_sync",
+    "sync_kind",
     "sync_options",
 ]
 
 REMOVED_MODES = ("keep", "revert")
 #: Columns of ``result.removed``.
 REMOVED_COLUMNS = ["user_id", "device_id", "identification", "status", "error", "not_undone"]
+#: Columns of ``result.removed`` for a job of groups.
+GROUP_REMOVED_COLUMNS = ["group_type", "group_value", "identification", "status", "error",
+                         "not_undone"]  # fmt: skip
 #: Rows whose texts are read at a time when digesting.
 _CHUNK = 65_536
+
+
+@dataclass(frozen=True)
+class SyncKind:
+    """What differs between a sync job of users (``identify``) and one of groups
+    (``group_identify``); everything else (planning, the ledger, the lock, the observer) is
+    shared.
+
+    Attributes
+    ----------
+    noun : str
+        What one member is called in counts and messages (``"user"``, ``"group"``).
+    group : bool
+        Keys are :func:`~amp_pandas._sync.group_key` s; reverts are group identifications
+        (``$unset`` only: group properties have no ``$remove``).
+    removed_columns : list of str
+        The columns of ``result.removed`` (its id columns first).
+    """
+
+    noun: str
+    group: bool
+    removed_columns: list[str]
+
+    @property
+    def id_columns(self) -> list[str]:
+        """The id columns of ``result.removed``."""
+        return self.removed_columns[:2]
+
+    @property
+    def held_reason(self) -> str:
+        """Why a held member's rows end ``unknown``."""
+        return HELD_REASON if not self.group else HELD_REASON.replace("this user", "this group")
+
+    def revert_plan(self, identifications: list[dict[str, Any]]) -> Plan:
+        """A plan of the revert identifications, sent to this kind's endpoint with its limits."""
+        if not self.group:
+            return Plan.from_identifications(identifications)
+        return _group_revert_plan(identifications)
+
+
+#: A job of ``identify``: members are users.
+USERS = SyncKind("user", False, REMOVED_COLUMNS)
+#: A job of ``group_identify``: members are groups.
+GROUPS = SyncKind("group", True, GROUP_REMOVED_COLUMNS)
+
+
+def sync_kind(plan: Plan) -> SyncKind:
+    """:data:`GROUPS` for a plan of group identifications, else :data:`USERS`."""
+    return USERS if plan.group is None else GROUPS
+
+
+def _group_revert_plan(identifications: list[dict[str, Any]]) -> Plan:
+    """A plan of group revert identifications (``$unset`` only: idempotent), one lane each,
+    under the Group Identify API's limits per request."""
+    n = len(identifications)
+    text = np.empty(n, dtype=object)
+    text[:] = [json.dumps(i, separators=(",", ":"), ensure_ascii=False) for i in identifications]
+    names = np.empty(n, dtype=object)
+    names[:] = [f"{i['group_type']}:{i['group_value']}" for i in identifications]
+    touched = [sum(len(body) for body in i["group_properties"].values()) for i in identifications]
+    return Plan.from_parts(
+        index=pd.RangeIndex(n), state=np.zeros(n, dtype=np.int8), payload=TextPayloads(text),
+        user_id=Ids.none(n), device_id=Ids.none(n), idempotent=np.ones(n, dtype=bool),
+        reason=np.full(n, None, dtype=object), problems=empty_problems(),
+        group=Ids(np.arange(n, dtype=np.int64), names),
+        properties=np.asarray(touched, dtype=np.int64), max_rows=MAX_GROUP_IDENTIFICATIONS,
+        max_properties=MAX_GROUP_PROPERTIES,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -161,6 +251,7 @@ class UserGroups:
     idempotent: np.ndarray
     n_rows: np.ndarray
     payload: Payloads = field(repr=False)
+    kind: SyncKind = field(default=USERS, repr=False)
     _digest: np.ndarray = field(init=False, repr=False)
     _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, init=False, repr=False)
     _by_user: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -215,7 +306,10 @@ class UserGroups:
 
 
 def group_users(plan: Plan) -> UserGroups:
-    """Number the users of the plan's valid rows (digests are computed when asked for)."""
+    """Number the users of the plan's valid rows (digests are computed when asked for); the
+    groups of a plan of group identifications."""
+    if plan.group is not None:
+        return _group_members(plan)
     rows = np.flatnonzero(plan.state == VALID)
     ucodes = plan.user_id.codes[rows]
     if len(rows) and (ucodes >= 0).all():  # user ids only: their codes number the users
@@ -233,6 +327,43 @@ def group_users(plan: Plan) -> UserGroups:
     non_idem = np.bincount(codes, weights=~plan.idempotent[rows], minlength=n_users)
     return UserGroups(rows, code, np.asarray(keys, dtype=object), non_idem == 0, n_rows,
                       plan.payload)  # fmt: skip
+
+
+_DECODER = json.JSONDecoder()
+_TYPE_HEAD = '{"group_type":'
+_VALUE_HEAD = ',"group_value":'
+
+
+def _group_of(text: str) -> tuple[str, str]:
+    """The group type and value of a group identification's JSON text (its head only)."""
+    if text.startswith(_TYPE_HEAD):
+        group_type, end = _DECODER.raw_decode(text, len(_TYPE_HEAD))
+        if text.startswith(_VALUE_HEAD, end):
+            return group_type, _DECODER.raw_decode(text, end + len(_VALUE_HEAD))[0]
+    ident = json.loads(text)  # pragma: no cover - a build writes the type and value first
+    return ident["group_type"], ident["group_value"]
+
+
+def _group_members(plan: Plan) -> UserGroups:
+    """:func:`group_users` of a plan of group identifications: one member per (group type,
+    group value), keyed by :func:`~amp_pandas._sync.group_key` (read from each group's first
+    identification)."""
+    assert plan.group is not None
+    rows = np.flatnonzero(plan.state == VALID)
+    codes, uniq = pd.factorize(plan.group.codes[rows])
+    codes = np.asarray(codes, dtype=np.int64)
+    n_groups = len(uniq)
+    first = np.empty(n_groups, dtype=np.int64)
+    first[codes[::-1]] = rows[::-1]
+    keys = np.empty(n_groups, dtype=object)
+    for start in range(0, n_groups, _CHUNK):
+        texts = plan.payload.texts(first[start : start + _CHUNK])
+        keys[start : start + len(texts)] = [group_key(*_group_of(t)) for t in texts]
+    code = np.full(len(plan), -1, dtype=np.int64)
+    code[rows] = codes
+    n_rows = np.bincount(codes, minlength=n_groups).astype(np.int64)
+    non_idem = np.bincount(codes, weights=~plan.idempotent[rows], minlength=n_groups)
+    return UserGroups(rows, code, keys, non_idem == 0, n_rows, plan.payload, kind=GROUPS)
 
 
 def plan_users(state: LedgerState, users: UserGroups, *, removed: str,
@@ -350,6 +481,14 @@ def revert_columns(df: pd.DataFrame, spec: IdentifySpec) -> RevertColumns | None
     return RevertColumns(sets, added, lost, ops)
 
 
+def group_revert_columns(df: pd.DataFrame, spec: GroupSpec) -> RevertColumns | None:
+    """:func:`revert_columns` of a group mapping (its operations read as identify's do)."""
+    return revert_columns(df, IdentifySpec(
+        user_id=None, device_id=None, operations=spec.operations, unset=spec.unset, groups=(),
+        fields=(), nulls=spec.nulls,
+    ))  # fmt: skip
+
+
 def revert_infos(
     plan: Plan, users: UserGroups, which: np.ndarray, columns: RevertColumns | None = None
 ) -> list[RevertInfo]:
@@ -405,6 +544,9 @@ class SyncPreview:
         would post; ``None`` with ``removed="keep"`` or nothing to undo) and ``not_undone``.
     note : str or None
         Why the counts may differ when sent (no API key yet, no ledger file yet).
+    unit : str
+        What the job's members are: ``"user"``, or ``"group"`` for ``group_identify`` (whose
+        ``reverts`` have ``group_type`` and ``group_value`` in place of the user's ids).
     """
 
     job: str
@@ -419,25 +561,27 @@ class SyncPreview:
     removed_mode: str
     reverts: pd.DataFrame
     note: str | None = None
+    unit: str = "user"
 
     def send_text(self) -> str:
         """What a Send will do, in one sentence."""
         c = self.counts
+        u = self.unit
         sent_users = c["new"] + c["changed"] + c["ambiguous"]
         parts = [
-            f"send {_n(self.send_rows, 'row')} of {_n(sent_users, 'new or changed user')}"
+            f"send {_n(self.send_rows, 'row')} of {_n(sent_users, f'new or changed {u}')}"
         ]
         if c["unchanged"]:
-            parts.append(f"skip {_n(c['unchanged'], 'unchanged user')}")
+            parts.append(f"skip {_n(c['unchanged'], f'unchanged {u}')}")
         if c["held"]:
-            parts.append(f"hold {_n(c['held'], 'ambiguous user')} (unknown)")
+            parts.append(f"hold {_n(c['held'], f'ambiguous {u}')} (unknown)")
         n_removed = c["removed"]
         if n_removed:
             if self.removed_mode == "revert":
                 n_revert = int(self.reverts["identification"].notna().sum())
-                parts.append(f"revert {n_revert:,} of {_n(n_removed, 'removed user')}")
+                parts.append(f"revert {n_revert:,} of {_n(n_removed, f'removed {u}')}")
             else:
-                parts.append(f"keep {_n(n_removed, 'removed user')} as they are")
+                parts.append(f"keep {_n(n_removed, f'removed {u}')} as they are")
         return "A Send will " + ", ".join(parts) + f" (sync job {self.job!r})."
 
 
@@ -446,14 +590,13 @@ def _n(count: int, noun: str) -> str:
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
-def _reverts_frame(plan: SyncPlan, *, send: bool) -> pd.DataFrame:
+def _reverts_frame(plan: SyncPlan, *, send: bool, kind: SyncKind = USERS) -> pd.DataFrame:
     """The removed users as ``result.removed`` lists them (without the send's status)."""
-    frame = plan.reverts()
-    ids = [key_fields(k) for k in plan.removed.tolist()]
+    frame = plan.reverts(group=kind.group)
+    ids = [key_fields(k, group=kind.group) for k in plan.removed.tolist()]
     out = pd.DataFrame(
         {
-            "user_id": pd.Series([i.get("user_id") for i in ids], dtype=object),
-            "device_id": pd.Series([i.get("device_id") for i in ids], dtype=object),
+            **{c: pd.Series([i.get(c) for i in ids], dtype=object) for c in kind.id_columns},
             "identification": pd.Series(
                 frame["identification"].tolist() if send else [None] * len(frame), dtype=object
             ),
@@ -473,10 +616,10 @@ def preview_sync(
     state = LedgerState.empty(options.name)
     known = key is not None
     if not path.exists():
-        note = f"the ledger {path} does not exist yet: every user is new"
+        note = f"the ledger {path} does not exist yet: every {users.kind.noun} is new"
     elif key is None:
         note = ("no API key set: the job (name, endpoint and key) cannot be looked up; "
-                "every user is counted as new")
+                f"every {users.kind.noun} is counted as new")
     else:
         with Ledger(path) as ledger:
             state = ledger.state(ledger.job(options.name, settings.endpoint, key))
@@ -489,7 +632,8 @@ def preview_sync(
         job=options.name, ledger=str(path), endpoint=settings.endpoint, known=known,
         last_run=state.last_run, held_users=len(state), counts=counts,
         unchanged_rows=unchanged_rows, send_rows=send_rows, removed_mode=options.removed,
-        reverts=_reverts_frame(splan, send=options.removed == "revert"), note=note,
+        reverts=_reverts_frame(splan, send=options.removed == "revert", kind=users.kind),
+        note=note, unit=users.kind.noun,
     )  # fmt: skip
 
 
@@ -582,7 +726,7 @@ def send_sync(
             status_of_row[users.rows] = splan.status[users.code[users.rows]]
             settled = [
                 (np.flatnonzero(status_of_row == PLAN_UNCHANGED), UNCHANGED, None),
-                (np.flatnonzero(status_of_row == HELD), UNKNOWN, HELD_REASON),
+                (np.flatnonzero(status_of_row == HELD), UNKNOWN, users.kind.held_reason),
             ]
             # digests and revert infos of the users sent, before the first request leaves
             to_send = np.flatnonzero(splan.send)
@@ -595,7 +739,8 @@ def send_sync(
                                       reverts=reverts, n_rows=users.n_rows)  # fmt: skip
             result = send_plan(plan, settings, progress_callback=progress_callback,
                                observer=observer, settled=settled)  # fmt: skip
-            removed = _removed(run, splan, settings, options, stopped=observer.interrupted)
+            removed = _removed(run, splan, settings, options, stopped=observer.interrupted,
+                               kind=users.kind)  # fmt: skip
     if not isinstance(result, SendResult):  # pragma: no cover - the sender builds one
         result = SendResult(result)
     result.removed = removed
@@ -603,10 +748,11 @@ def send_sync(
 
 
 def _removed(
-    run: Run, splan: SyncPlan, settings: SendSettings, options: SyncOptions, *, stopped: bool
+    run: Run, splan: SyncPlan, settings: SendSettings, options: SyncOptions, *, stopped: bool,
+    kind: SyncKind = USERS,
 ) -> pd.DataFrame:
     """Let the removed users go, or send their reverts; ``result.removed``."""
-    frame = _reverts_frame(splan, send=options.removed == "revert")
+    frame = _reverts_frame(splan, send=options.removed == "revert", kind=kind)
     n = len(frame)
     status = np.full(n, "kept" if options.removed == "keep" else "skipped", dtype=object)
     error = np.full(n, None, dtype=object)
@@ -626,7 +772,7 @@ def _removed(
             error[nothing] = "nothing this job did can be undone by an identification"
         todo = np.flatnonzero(has)
         if len(todo):
-            rplan = Plan.from_identifications(frame["identification"].iloc[todo].tolist())
+            rplan = kind.revert_plan(frame["identification"].iloc[todo].tolist())
             observer = LedgerObserver(run, np.arange(len(todo), dtype=np.int64), keys[todo])
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", AmpPandasWarning)
@@ -645,13 +791,13 @@ def _removed(
             bad = int((rresult["status"] != "success").sum())
             if bad:
                 _rewarn(
-                    f"{bad:,} of {len(todo):,} revert identifications of removed users did "
-                    "not succeed; see result.removed. The job still counts them as members: "
-                    "the next run with removed=\"revert\" tries again"
+                    f"{bad:,} of {len(todo):,} revert identifications of removed "
+                    f"{kind.noun}s did not succeed; see result.removed. The job still counts "
+                    "them as members: the next run with removed=\"revert\" tries again"
                 )
     frame["status"] = pd.Series(status, dtype=object)
     frame["error"] = pd.Series(error, dtype=object)
-    return frame[REMOVED_COLUMNS]
+    return frame[kind.removed_columns]
 
 
 def _rewarn(message: str) -> None:

@@ -186,6 +186,16 @@ def _add_group_identify(sub: Any) -> None:
     group.add_argument("--retry-ambiguous", action="store_true",
                        help="also retry $add/$append/$prepend rows whose outcome is unknown")
     group.add_argument("--no-progress", action="store_true")
+    group.add_argument("--sync", metavar="NAME",
+                       help="run as sync job NAME: send only new and changed groups, remember "
+                            "what was sent in the ledger")  # fmt: skip
+    group.add_argument("--removed", choices=("keep", "revert"), default="keep",
+                       help="with --sync: what becomes of groups the job sent before that are "
+                            "absent now (default: keep them as they are; revert $unsets what "
+                            "the job set)")  # fmt: skip
+    group.add_argument("--ledger", metavar="PATH",
+                       help="the ledger file (default: $AMP_PANDAS_LEDGER, else the user's "
+                            "data directory)")  # fmt: skip
 
 
 #: Python spellings in library messages, and how the command line says the same.
@@ -405,6 +415,15 @@ def _identify_whole(
     return _finish(args, preview)
 
 
+def _sync_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--sync``, ``--removed`` and ``--ledger`` as keyword arguments."""
+    if args.sync is not None:
+        return {"sync": args.sync, "removed": args.removed, "ledger": args.ledger}
+    if args.removed != "keep" or args.ledger:
+        raise _UsageError("--removed and --ledger need --sync NAME")
+    return {}
+
+
 def _identify(args: argparse.Namespace) -> int:
     """Check every row of the file a chunk at a time, then send chunk by chunk (or only print
     the verdict with ``--dry-run``); memory follows ``--chunk-rows``, not the file."""
@@ -527,7 +546,8 @@ def _finish(args: argparse.Namespace, preview: Any) -> int:
     removed = getattr(result, "removed", None)
     if removed is not None and len(removed):
         counts = removed.status.value_counts()
-        print("removed users: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+        noun = "groups" if "group_type" in removed.columns else "users"
+        print(f"removed {noun}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     bad = result[~result.status.isin(("success", "unchanged"))]
     if len(bad):
         shown = bad.head(10).copy()
@@ -566,6 +586,7 @@ def _group_identify(args: argparse.Namespace) -> int:
         options["max_workers"] = args.max_workers
     if args.retry_ambiguous:
         options["retry_ambiguous"] = True
+    options.update(_sync_options(args))
     preview = df.amplitude.group_identify(
         group_type=group_type,
         group_value=args.group_value,
@@ -585,6 +606,7 @@ def _ledger(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from ._ledger import Ledger
+    from ._sync import key_label
 
     job: str | int | None = getattr(args, "job", None)
     if isinstance(job, str) and job.isdigit():
@@ -602,9 +624,7 @@ def _ledger(args: argparse.Namespace) -> int:
         assert job is not None
         if args.ledger_command == "show":
             users = ledger.users(job)
-            users["key"] = users["key"].map(
-                lambda k: f"device {k[1:]}" if k.startswith("\x00") else k
-            )
+            users["key"] = users["key"].map(key_label)
             with pd.option_context("display.max_colwidth", 80):
                 print(users.drop(columns=["digest"]).to_string(index=False))
             return 0

@@ -154,9 +154,12 @@ def test_mapping_errors_name_the_argument(companies) -> None:
         preview(companies, group_value="company_id", set=["plan"])
     with pytest.raises(ColumnNotFoundError, match="compnay_id"):
         preview(companies, group_type="company", group_value="compnay_id", set=["plan"])
-    with pytest.raises(ArgumentError, match="sync= for group_identify comes later"):
+    with pytest.raises(ArgumentError, match="sync= takes a job name"):
         preview(companies, group_type="company", group_value="company_id", set=["plan"],
-                sync="ledger.db")
+                sync=5)
+    with pytest.raises(ArgumentError, match='removed="revert" needs a sync job'):
+        preview(companies, group_type="company", group_value="company_id", set=["plan"],
+                removed="revert")
     with pytest.raises(ArgumentError, match="in both set= and add="):
         preview(companies, group_type="company", group_value="company_id", set=["seats"],
                 add=["seats"])

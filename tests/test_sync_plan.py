@@ -241,7 +241,7 @@ def test_revert_of_a_device_and_of_a_group() -> None:
         "user_properties": {"$unset": {"plan": "-"}, "$remove": {"tags": ["a"]}},
     }
     # group properties have no documented $remove: the added values stay, and say so
-    assert revert_identification("org\x00acme", info, group=True) == {
+    assert revert_identification('\x00\x00["org","acme"]', info, group=True) == {
         "group_type": "org", "group_value": "acme", "group_properties": {"$unset": {"plan": "-"}},
     }
     assert not_undone(info, group=True) == ["values added to tags"]
