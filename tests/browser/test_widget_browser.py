@@ -188,7 +188,9 @@ def test_sync_preview_in_jupyterlab(lab: Any, page: Any) -> None:
     expect(sync).to_be_visible()
     for status, count in [("unchanged", 1), ("changed", 1), ("new", 1), ("removed", 1)]:
         expect(sync.locator(f".amp-sync-count[data-status={status}] b")).to_have_text(str(count))
-    expect(widget.locator(".amp-sync-send")).to_contain_text("skip 1 unchanged user, revert 1 of 1 removed user")
+    expect(widget.locator(".amp-sync-send")).to_contain_text(
+        "skip 1 unchanged user, revert 1 of 1 removed user"
+    )
 
     # -- the Removed tab: carol, and the identification that undoes the job's tags
     tabs = widget.get_by_role("tab")
