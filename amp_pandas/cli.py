@@ -70,49 +70,14 @@ def _parser() -> argparse.ArgumentParser:
             default=[],
             help=f"{op} user property PROP from column COL (default: the column PROP); repeatable",
         )
-    ident.add_argument(
-        "--literal",
-        metavar="PROP=VALUE",
-        action="append",
-        default=[],
-        help="$set PROP to VALUE on every row (VALUE read as JSON when it parses, else text)",
-    )
-    ident.add_argument("--unset", metavar="PROP", action="append", default=[],
-                       help="$unset user property PROP on every row; repeatable")
     ident.add_argument("--group", metavar="TYPE=COL", action="append", default=[],
                        help="group type TYPE from column COL; repeatable")
     ident.add_argument("--field", metavar="KEY=COL", action="append", default=[],
                        help="top-level field KEY (country, platform...) from column COL")
-    ident.add_argument(
-        "--missing",
-        metavar="TEXT",
-        action="append",
-        default=[],
-        help="a CSV text that means 'missing' besides the empty cell (e.g. NULL); repeatable",
-    )
-    ident.add_argument("--nulls", choices=("skip", "unset", "error"), default="skip",
-                       help="what a missing cell does (default: skip it)")
-    ident.add_argument("--region", choices=("standard", "eu"), default="standard")
-    ident.add_argument("--server-url", metavar="URL", help="send here instead (e.g. a sandbox)")
-    ident.add_argument("--dry-run", action="store_true", help="check and show; send nothing")
-    ident.add_argument("--out", metavar="RESULT.csv", help="write the per-row result here")
     ident.add_argument("--chunk-rows", type=int, default=100_000, metavar="N",
                        help="rows read, checked and sent at a time (memory follows N; "
                        "default 100000)")
-    ident.add_argument("--batch-size", type=int, help="identifications per request")
-    ident.add_argument("--max-workers", type=int, help="requests in flight at once")
-    ident.add_argument("--retry-ambiguous", action="store_true",
-                       help="also retry $add/$append/$prepend rows whose outcome is unknown")
-    ident.add_argument("--no-progress", action="store_true")
-    ident.add_argument("--sync", metavar="NAME",
-                       help="run as sync job NAME: send only new and changed users, remember "
-                            "what was sent in the ledger")  # fmt: skip
-    ident.add_argument("--removed", choices=("keep", "revert"), default="keep",
-                       help="with --sync: what becomes of users the job sent before that are "
-                            "absent now (default: keep them as they are)")  # fmt: skip
-    ident.add_argument("--ledger", metavar="PATH",
-                       help="the ledger file (default: $AMP_PANDAS_LEDGER, else the user's "
-                            "data directory)")  # fmt: skip
+    _add_common(ident, "user", "identifications per request", "send here instead (e.g. a sandbox)")
 
     ledger = sub.add_parser("ledger", help="list, show or forget the sync jobs of the ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -157,45 +122,52 @@ def _add_group_identify(sub: Any) -> None:
         )
     for flag, _ in _GROUP_REFUSED:  # refused by group_identify, which says why
         group.add_argument(f"--{flag}", action="append", default=[], help=argparse.SUPPRESS)
-    group.add_argument(
+    _add_common(group, "group", "group identifications per request (at most 1024)",
+                "send here instead (the full .../groupidentify URL, e.g. a sandbox's)")
+
+
+def _add_common(
+    command: argparse.ArgumentParser, unit: str, batch_help: str, url_help: str
+) -> None:
+    """The options ``identify`` and ``group-identify`` share: constants, reading, where and
+    how to send, and sync. ``unit`` is what a row identifies (user or group)."""
+    command.add_argument(
         "--literal",
         metavar="PROP=VALUE",
         action="append",
         default=[],
         help="$set PROP to VALUE on every row (VALUE read as JSON when it parses, else text)",
     )
-    group.add_argument("--unset", metavar="PROP", action="append", default=[],
-                       help="$unset group property PROP on every row; repeatable")
-    group.add_argument(
+    command.add_argument("--unset", metavar="PROP", action="append", default=[],
+                         help=f"$unset {unit} property PROP on every row; repeatable")
+    command.add_argument(
         "--missing",
         metavar="TEXT",
         action="append",
         default=[],
         help="a CSV text that means 'missing' besides the empty cell (e.g. NULL); repeatable",
     )
-    group.add_argument("--nulls", choices=("skip", "unset", "error"), default="skip",
-                       help="what a missing cell does (default: skip it)")
-    group.add_argument("--region", choices=("standard", "eu"), default="standard")
-    group.add_argument("--server-url", metavar="URL",
-                       help="send here instead (the full .../groupidentify URL, e.g. a sandbox's)")
-    group.add_argument("--dry-run", action="store_true", help="check and show; send nothing")
-    group.add_argument("--out", metavar="RESULT.csv", help="write the per-row result here")
-    group.add_argument("--batch-size", type=int,
-                       help="group identifications per request (at most 1024)")
-    group.add_argument("--max-workers", type=int, help="requests in flight at once")
-    group.add_argument("--retry-ambiguous", action="store_true",
-                       help="also retry $add/$append/$prepend rows whose outcome is unknown")
-    group.add_argument("--no-progress", action="store_true")
-    group.add_argument("--sync", metavar="NAME",
-                       help="run as sync job NAME: send only new and changed groups, remember "
-                            "what was sent in the ledger")  # fmt: skip
-    group.add_argument("--removed", choices=("keep", "revert"), default="keep",
-                       help="with --sync: what becomes of groups the job sent before that are "
-                            "absent now (default: keep them as they are; revert $unsets what "
-                            "the job set)")  # fmt: skip
-    group.add_argument("--ledger", metavar="PATH",
-                       help="the ledger file (default: $AMP_PANDAS_LEDGER, else the user's "
-                            "data directory)")  # fmt: skip
+    command.add_argument("--nulls", choices=("skip", "unset", "error"), default="skip",
+                         help="what a missing cell does (default: skip it)")
+    command.add_argument("--region", choices=("standard", "eu"), default="standard")
+    command.add_argument("--server-url", metavar="URL", help=url_help)
+    command.add_argument("--dry-run", action="store_true", help="check and show; send nothing")
+    command.add_argument("--out", metavar="RESULT.csv", help="write the per-row result here")
+    command.add_argument("--batch-size", type=int, help=batch_help)
+    command.add_argument("--max-workers", type=int, help="requests in flight at once")
+    command.add_argument("--retry-ambiguous", action="store_true",
+                         help="also retry $add/$append/$prepend rows whose outcome is unknown")
+    command.add_argument("--no-progress", action="store_true")
+    command.add_argument("--sync", metavar="NAME",
+                         help=f"run as sync job NAME: send only new and changed {unit}s, "
+                              "remember what was sent in the ledger")  # fmt: skip
+    command.add_argument("--removed", choices=("keep", "revert"), default="keep",
+                         help=f"with --sync: what becomes of {unit}s the job sent before that "
+                              "are absent now (default: keep them as they are; revert undoes "
+                              "what the job set)")  # fmt: skip
+    command.add_argument("--ledger", metavar="PATH",
+                         help="the ledger file (default: $AMP_PANDAS_LEDGER, else the user's "
+                              "data directory)")  # fmt: skip
 
 
 #: Python spellings in library messages, and how the command line says the same.
