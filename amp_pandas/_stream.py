@@ -335,13 +335,9 @@ def open_source(
     """``source`` as something read in chunks: Parquet through Arrow, CSV/TSV and JSON by the
     reading rule of :mod:`amp_pandas._files` (the one :func:`~amp_pandas._files.read_table`
     uses), with ``keep_text`` columns (ids, groups) always text."""
-    try:
-        import pyarrow as pa
-        import pyarrow.dataset as ds
-    except ImportError as exc:  # pragma: no cover - pyarrow is a dependency of the file path
-        raise InputFileError(
-            'reading files needs pyarrow: pip install "amp_pandas[files]" (or pyarrow)'
-        ) from exc
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
     if isinstance(source, ds.Dataset):
         if column_types or missing_values:
             raise ArgumentError(
