@@ -1,4 +1,4 @@
-"""amp_pandas: update Amplitude user properties in bulk from a pandas DataFrame.
+"""amp_pandas: update Amplitude user and group properties in bulk from a pandas DataFrame.
 
 ``import amp_pandas`` registers the ``df.amplitude`` accessor::
 

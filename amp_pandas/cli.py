@@ -36,7 +36,7 @@ class _UsageError(Exception):
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amp-pandas",
-        description="Update Amplitude user properties in bulk from a table.",
+        description="Update Amplitude user and group properties in bulk from a table.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
