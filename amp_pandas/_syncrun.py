@@ -29,7 +29,7 @@ import pandas as pd
 from ._amplitude import NON_IDEMPOTENT_OPERATIONS, OPERATIONS, UNSET
 from ._config import SendSettings, require_key
 from ._ledger import Ledger, Run, default_path
-from ._payloads import Payloads
+from ._payloads import ArrowPayloads, Payloads
 from ._plan import VALID, Plan
 from ._progress import ProgressCallback
 from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
@@ -43,6 +43,7 @@ from ._sync import (
     RevertInfo,
     SyncPlan,
     identification_digest,
+    identification_digests,
     key_fields,
     plan_sync,
     revert_infos_of_rows,
@@ -189,18 +190,35 @@ class UserGroups:
         return np.concatenate([sorted_rows[starts[u] : starts[u + 1]] for u in users.tolist()])
 
     def digests(self, users: np.ndarray) -> list[bytes]:
-        """The digests of ``users`` (user numbers): of each one's JSON texts, in row order."""
+        """The digests of ``users`` (user numbers): of each one's JSON texts, in row order.
+
+        From Arrow payloads the texts are written once into one buffer (each followed by the
+        newline the digest puts after it) and hashed in place; a user's rows are contiguous
+        there, so a user of many rows is one slice."""
         users = np.asarray(users, dtype=np.int64)
         todo = users[pd.isna(self._digest[users])] if len(users) else users
+        if len(todo) > 1:
+            todo = pd.unique(todo)
+        render = self.payload.render if isinstance(self.payload, ArrowPayloads) else None
         for start in range(0, len(todo), _CHUNK):
             part = todo[start : start + _CHUNK]
-            texts = self.payload.texts(self.user_rows(part))
-            counts = self.n_rows[part].tolist()
-            if all(c == 1 for c in counts):
+            rows = self.user_rows(part)
+            counts = self.n_rows[part]
+            if render is not None:
+                text = render(rows, close="}\n")
+                _, offsets, data = text.buffers()
+                bounds = np.frombuffer(offsets, dtype=np.int64, count=len(text) + 1,
+                                       offset=8 * text.offset)  # fmt: skip
+                if len(rows) != len(part):  # users of several rows: one slice each
+                    bounds = bounds[np.concatenate(([0], np.cumsum(counts)))]
+                self._digest[part] = identification_digests(data, bounds.tolist())
+                continue
+            texts = self.payload.texts(rows)
+            if len(rows) == len(part):
                 self._digest[part] = [identification_digest((t,)) for t in texts]
                 continue
             out, at = [], 0
-            for c in counts:
+            for c in counts.tolist():
                 out.append(identification_digest(texts[at : at + c]))
                 at += c
             self._digest[part] = out
@@ -239,9 +257,11 @@ def plan_users(state: LedgerState, users: UserGroups, *, removed: str,
                retry_ambiguous: bool) -> SyncPlan:
     """:func:`~amp_pandas._sync.plan_sync` of the users; only users the ledger knows are
     digested (the others are new whatever their digest)."""
-    known = np.flatnonzero(state.positions(users.keys) >= 0) if len(state) else np.empty(0, int)
+    pos = state.positions(users.keys)
+    known = np.flatnonzero(pos >= 0)
     return plan_sync(state, users.keys, users.digest_array(known), users.idempotent,
-                     removed=removed, retry_ambiguous=retry_ambiguous)  # fmt: skip
+                     removed=removed, retry_ambiguous=retry_ambiguous,
+                     positions=pos)  # fmt: skip
 
 
 _SET_OPS = (OPERATIONS["set"], OPERATIONS["set_once"])
@@ -500,22 +520,25 @@ class LedgerObserver:
         Per row of the plan sent, its user's number (-1: none).
     keys : ndarray of object
         Per user number, its key.
-    digests, reverts : ndarray of object, optional
-        Per user number, its digest and revert info (computed before the send, for the users
-        sent); ``None`` for revert identifications.
+    users : UserGroups, optional
+        The users sent, whose digests are computed request by request, just before each
+        request's users are written in flight (not all before the first request); ``None`` for
+        revert identifications.
+    reverts : ndarray of object, optional
+        Per user number, its revert info (computed before the send, for the users sent).
     n_rows : ndarray of int64, optional
         Per user number, its rows in this run.
     """
 
     def __init__(
         self, run: Run, row_user: np.ndarray, keys: np.ndarray, *,
-        digests: np.ndarray | None = None, reverts: np.ndarray | None = None,
+        users: UserGroups | None = None, reverts: np.ndarray | None = None,
         n_rows: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         self.run = run
         self.row_user = row_user
         self.keys = keys
-        self.digests = digests
+        self.users = users
         self.reverts = reverts
         self.n_rows = n_rows
         self.flown = np.zeros(len(keys), dtype=bool)
@@ -527,11 +550,11 @@ class LedgerObserver:
         if not len(users):
             return
         keys = self.keys[users].tolist()
-        if self.digests is None:
+        if self.users is None:
             self.run.mark_revert_in_flight(keys)
         else:
             assert self.reverts is not None and self.n_rows is not None
-            self.run.mark_in_flight(keys, self.digests[users].tolist(),
+            self.run.mark_in_flight(keys, self.users.digests(users),
                                     self.reverts[users].tolist(),
                                     rows=self.n_rows[users].tolist())  # fmt: skip
         self.flown[users] = True
@@ -577,14 +600,13 @@ def send_sync(
                 (np.flatnonzero(status_of_row == PLAN_UNCHANGED), UNCHANGED, None),
                 (np.flatnonzero(status_of_row == HELD), UNKNOWN, HELD_REASON),
             ]
-            # digests and revert infos of the users sent, before the first request leaves
+            # revert infos of the users sent, before the first request leaves (their digests
+            # are computed request by request)
             to_send = np.flatnonzero(splan.send)
-            digests = np.full(len(users), None, dtype=object)
             reverts = np.full(len(users), None, dtype=object)
             if len(to_send):
-                digests[to_send] = users.digests(to_send)
                 reverts[to_send] = revert_infos(plan, users, to_send, columns)
-            observer = LedgerObserver(run, users.code, users.keys, digests=digests,
+            observer = LedgerObserver(run, users.code, users.keys, users=users,
                                       reverts=reverts, n_rows=users.n_rows)  # fmt: skip
             result = send_plan(plan, settings, progress_callback=progress_callback,
                                observer=observer, settled=settled)  # fmt: skip
