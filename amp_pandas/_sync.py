@@ -297,7 +297,7 @@ def identification_digest(texts: Iterable[str | bytes]) -> bytes:
 
 
 def identification_digests(data: Any, bounds: Sequence[int]) -> list[bytes]:
-    """:func:`identification_digest` of many users at once, from one buffer of texts.
+    r""":func:`identification_digest` of many users at once, from one buffer of texts.
 
     ``data`` (bytes-like) holds the users' texts back to back, each followed by a newline;
     user ``i``'s texts are ``data[bounds[i]:bounds[i + 1]]``. Nothing is copied or decoded.
@@ -314,7 +314,7 @@ def identification_digests(data: Any, bounds: Sequence[int]) -> list[bytes]:
     sha = hashlib.sha256
     ends = iter(bounds)
     next(ends, None)
-    return [sha(view[a:b]).digest()[:DIGEST_BYTES] for a, b in zip(bounds, ends)]
+    return [sha(view[a:b]).digest()[:DIGEST_BYTES] for a, b in zip(bounds, ends, strict=False)]
 
 
 @dataclass(frozen=True)
