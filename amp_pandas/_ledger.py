@@ -310,10 +310,6 @@ def _pack_keys(keys: Sequence[str]) -> tuple[bytes, bytes]:
     return text, lengths.tobytes()
 
 
-def _ids_blob(values: Iterable[int | None]) -> bytes:
-    return np.fromiter((-1 if v is None else v for v in values), dtype=np.int64).tobytes()
-
-
 def _read_log(conn: sqlite3.Connection, job_id: int) -> _Log:
     """The job's log of schema 3, as the users it holds would be folded: the outcome of each
     entry from its answer (else ``in_flight``), its revert info the one in effect after it
@@ -1035,8 +1031,8 @@ class Run:
         self._job_id = job_id
         self.finished = False
         self._state: LedgerState | None = None
-        #: users in flight: key -> [rows not final yet, outcome flags so far, send, place in it]
-        self._open: dict[str, list[int]] = {}
+        #: users in flight: key -> (rows not final yet, outcome flags so far, send, place in it)
+        self._open: dict[str, tuple[int, int, int, int]] = {}
         #: users per send of this run
         self._sizes: dict[int, int] = {}
         #: users sent in this run (their sends come later in the log than any let go)
@@ -1116,7 +1112,7 @@ class Run:
     def _log(self, conn: sqlite3.Connection, keys: list[str], rows: Iterable[int],
              digests: bytes, action: int, pending: bytes, previous: bytes) -> None:
         """Append one send of ``keys`` (one row for them all: keys, digests and revert ids
-        packed) and remember them as open: ``[rows not final yet, outcome flags, send, place]``.
+        packed) and remember them as open: ``(rows not final yet, outcome flags, send, place)``.
         """
         text, lengths = _pack_keys(keys)
         send = conn.execute(
@@ -1129,7 +1125,7 @@ class Run:
         self._sizes[send] = len(keys)
         self._flown.update(keys)
         self._open.update(
-            zip(keys, ([n, 0, send, i] for i, n in enumerate(rows)), strict=False)
+            zip(keys, zip(rows, repeat(0), repeat(send), range(len(keys))), strict=False)
         )
 
     def mark_in_flight(
@@ -1160,25 +1156,31 @@ class Run:
         fresh = [i for i, k in enumerate(keys) if k not in opened]
         if not fresh:
             return
-        new_keys = [keys[i] for i in fresh]
-        old = self._old_reverts(new_keys).tolist()
+        every = len(fresh) == len(keys)
+        new_keys = list(keys) if every else [keys[i] for i in fresh]
+        old = self._old_reverts(new_keys)
         with self.ledger._write() as conn:
             if reverts is None:
-                new_ids = [self._revert_id(conn, EMPTY_REVERT)] * len(fresh)
+                new_ids = np.full(len(fresh), self._revert_id(conn, EMPTY_REVERT), dtype=np.int64)
             else:
-                new_ids = self._revert_ids_of(conn, [reverts[i] for i in fresh])
-            union = self._union_id
-            pending = [n if o < 0 or o == n else union(conn, o, n)
-                       for o, n in zip(old, new_ids, strict=True)]  # fmt: skip
-            counts = repeat(1, len(fresh)) if rows is None else [int(rows[i]) for i in fresh]
-            picked = digests if len(fresh) == len(keys) else [digests[i] for i in fresh]
+                new_ids = np.array(self._revert_ids_of(
+                    conn, list(reverts) if every else [reverts[i] for i in fresh]
+                ), dtype=np.int64)  # fmt: skip
+            pending = new_ids.copy()
+            for i in np.flatnonzero((old >= 0) & (old != new_ids)).tolist():
+                pending[i] = self._union_id(conn, int(old[i]), int(new_ids[i]))
+            counts: Iterable[int] = (
+                repeat(1, len(fresh)) if rows is None
+                else [int(r) for r in rows] if every else [int(rows[i]) for i in fresh]
+            )  # fmt: skip
+            picked = digests if every else [digests[i] for i in fresh]
             chosen = b"".join(picked)
             if len(chosen) != DIGEST_BYTES * len(fresh):  # numpy's S16 drops trailing zeros
                 chosen = b"".join([bytes(d).ljust(DIGEST_BYTES, b"\0") for d in picked])
                 if len(chosen) != DIGEST_BYTES * len(fresh):
                     raise ValueError(f"mark_in_flight: digests are {DIGEST_BYTES} bytes each")
-            self._log(conn, new_keys, counts, chosen, SYNC, _ids_blob(pending),
-                      _ids_blob(old))  # fmt: skip
+            self._log(conn, new_keys, counts, chosen, SYNC, pending.tobytes(),
+                      old.astype(np.int64).tobytes())  # fmt: skip
 
     def mark_revert_in_flight(self, keys: Sequence[str]) -> None:
         """Before a request of revert identifications leaves: write those users in flight.
@@ -1229,16 +1231,17 @@ class Run:
             entry = opened.get(key)
             if entry is None:
                 raise ValueError(f"mark_done: user {key!r} is not in flight in this run")
-            entry[0] -= 1
-            entry[1] |= flag_of[name]
-            if entry[0] <= 0:
-                flags = entry[1]
-                code = ACKNOWLEDGED if flags == 1 else FAILED if flags == 2 else UNKNOWN
-                codes = final.get(entry[2])
-                if codes is None:
-                    codes = final[entry[2]] = bytearray(sizes[entry[2]])
-                codes[entry[3]] = code
-                del opened[key]
+            left, flags, send, place = entry
+            flags |= flag_of[name]
+            if left > 1:
+                opened[key] = (left - 1, flags, send, place)
+                continue
+            code = ACKNOWLEDGED if flags == 1 else FAILED if flags == 2 else UNKNOWN
+            codes = final.get(send)
+            if codes is None:
+                codes = final[send] = bytearray(sizes[send])
+            codes[place] = code
+            del opened[key]
         if not final:
             return
         # one row per send answered (a request answered as a whole: one row)
