@@ -61,7 +61,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
@@ -1035,8 +1035,8 @@ class Run:
         self._open: dict[str, tuple[int, int, int, int]] = {}
         #: users per send of this run
         self._sizes: dict[int, int] = {}
-        #: users sent in this run (their sends come later in the log than any let go)
-        self._flown: set[str] = set()
+        #: the users of each send of this run (a user sent is not let go by mark_left)
+        self._sent: list[list[str]] = []
         self._revert_ids: dict[RevertInfo, int] = {}
         self._infos: dict[int, RevertInfo] = {}
         self._unions: dict[tuple[int, int], int] = {}
@@ -1109,11 +1109,10 @@ class Run:
         pos = state.positions(keys)
         return np.where(pos >= 0, state.revert[pos], -1)
 
-    def _log(self, conn: sqlite3.Connection, keys: list[str], rows: Iterable[int],
-             digests: bytes, action: int, pending: bytes, previous: bytes) -> None:
+    def _append(self, conn: sqlite3.Connection, keys: list[str], digests: bytes, action: int,
+                pending: bytes, previous: bytes) -> int:
         """Append one send of ``keys`` (one row for them all: keys, digests and revert ids
-        packed) and remember them as open: ``(rows not final yet, outcome flags, send, place)``.
-        """
+        packed); its id."""
         text, lengths = _pack_keys(keys)
         send = conn.execute(
             "INSERT INTO sends (job, run, action, n, keys, lengths, digests, pending, previous, "
@@ -1123,7 +1122,14 @@ class Run:
         ).lastrowid  # fmt: skip
         assert send is not None
         self._sizes[send] = len(keys)
-        self._flown.update(keys)
+        self._sent.append(keys)
+        return send
+
+    def _log(self, conn: sqlite3.Connection, keys: list[str], rows: Iterable[int],
+             digests: bytes, action: int, pending: bytes, previous: bytes) -> None:
+        """:meth:`_append`, and remember the users as open: ``(rows not final yet, outcome
+        flags, send, place)``."""
+        send = self._append(conn, keys, digests, action, pending, previous)
         self._open.update(
             zip(keys, zip(rows, repeat(0), repeat(send), range(len(keys))), strict=False)
         )
@@ -1153,34 +1159,57 @@ class Run:
         ):
             raise ValueError("mark_in_flight: keys, digests, reverts and rows differ in length")
         opened = self._open
-        fresh = [i for i, k in enumerate(keys) if k not in opened]
+        if opened.keys().isdisjoint(keys):
+            fresh = list(range(len(keys)))
+        else:
+            fresh = [i for i, k in enumerate(keys) if k not in opened]
         if not fresh:
             return
         every = len(fresh) == len(keys)
-        new_keys = list(keys) if every else [keys[i] for i in fresh]
-        old = self._old_reverts(new_keys)
+        counts: Iterable[int] = (
+            repeat(1, len(fresh)) if rows is None
+            else [int(r) for r in rows] if every else [int(rows[i]) for i in fresh]
+        )  # fmt: skip
+        self._fly(
+            list(keys) if every else [keys[i] for i in fresh],
+            digests if every else [digests[i] for i in fresh],
+            None if reverts is None else list(reverts) if every else [reverts[i] for i in fresh],
+            counts,
+        )
+
+    def mark_request_in_flight(
+        self, keys: list[str], digests: Sequence[bytes],
+        reverts: Sequence[RevertInfo | None] | None = None,
+    ) -> int:
+        """:meth:`mark_in_flight` for a sender that keeps count of its users' rows itself:
+        ``keys`` are users not in flight yet in this run, each once. Returns the send's id, for
+        :meth:`mark_request_done`."""
+        self._check()
+        if len(digests) != len(keys) or (reverts is not None and len(reverts) != len(keys)):
+            raise ValueError("mark_request_in_flight: keys, digests and reverts differ in length")
+        return self._fly(keys, digests, reverts, None)
+
+    def _fly(self, keys: list[str], digests: Sequence[bytes],
+             reverts: Sequence[RevertInfo | None] | None, rows: Iterable[int] | None) -> int:
+        old = self._old_reverts(keys)
         with self.ledger._write() as conn:
             if reverts is None:
-                new_ids = np.full(len(fresh), self._revert_id(conn, EMPTY_REVERT), dtype=np.int64)
+                new_ids = np.full(len(keys), self._revert_id(conn, EMPTY_REVERT), dtype=np.int64)
             else:
-                new_ids = np.array(self._revert_ids_of(
-                    conn, list(reverts) if every else [reverts[i] for i in fresh]
-                ), dtype=np.int64)  # fmt: skip
+                new_ids = np.array(self._revert_ids_of(conn, list(reverts)), dtype=np.int64)
             pending = new_ids.copy()
             for i in np.flatnonzero((old >= 0) & (old != new_ids)).tolist():
                 pending[i] = self._union_id(conn, int(old[i]), int(new_ids[i]))
-            counts: Iterable[int] = (
-                repeat(1, len(fresh)) if rows is None
-                else [int(r) for r in rows] if every else [int(rows[i]) for i in fresh]
-            )  # fmt: skip
-            picked = digests if every else [digests[i] for i in fresh]
-            chosen = b"".join(picked)
-            if len(chosen) != DIGEST_BYTES * len(fresh):  # numpy's S16 drops trailing zeros
-                chosen = b"".join([bytes(d).ljust(DIGEST_BYTES, b"\0") for d in picked])
-                if len(chosen) != DIGEST_BYTES * len(fresh):
+            chosen = b"".join(digests)
+            if len(chosen) != DIGEST_BYTES * len(keys):  # numpy's S16 drops trailing zeros
+                chosen = b"".join([bytes(d).ljust(DIGEST_BYTES, b"\0") for d in digests])
+                if len(chosen) != DIGEST_BYTES * len(keys):
                     raise ValueError(f"mark_in_flight: digests are {DIGEST_BYTES} bytes each")
-            self._log(conn, new_keys, counts, chosen, SYNC, pending.tobytes(),
-                      old.astype(np.int64).tobytes())  # fmt: skip
+            previous = old.astype(np.int64).tobytes()
+            if rows is None:
+                return self._append(conn, keys, chosen, SYNC, pending.tobytes(), previous)
+            self._log(conn, keys, rows, chosen, SYNC, pending.tobytes(), previous)
+            return -1
 
     def mark_revert_in_flight(self, keys: Sequence[str]) -> None:
         """Before a request of revert identifications leaves: write those users in flight.
@@ -1250,12 +1279,30 @@ class Run:
                              [(self._job_id, send, bytes(codes))
                               for send, codes in sorted(final.items())])  # fmt: skip
 
+    def mark_request_done(self, codes: Mapping[int, bytes]) -> None:
+        """After an answer, for the sends of :meth:`mark_request_in_flight`: per send, one
+        outcome code (:data:`OUTCOMES`) per user of the send, ``in_flight`` (0) where the user
+        is not final yet. Written in one transaction."""
+        self._check()
+        rows = []
+        for send, got in sorted(codes.items()):
+            if self._sizes.get(send) != len(got):
+                raise ValueError(f"mark_request_done: send {send} is not this run's, or has "
+                                 f"{self._sizes.get(send)} users")  # fmt: skip
+            rows.append((self._job_id, send, bytes(got)))
+        if rows:
+            with self.ledger._write() as conn:
+                conn.executemany("INSERT INTO answers (job, send, codes) VALUES (?, ?, ?)", rows)
+
     def mark_left(self, keys: Iterable[str]) -> None:
         """Removed users let go without a request (``removed="keep"``, or nothing to undo):
         no longer members; what they hold stays."""
         self._check()
         state = self.state()
-        keys = [k for k in keys if k not in self._flown]  # what this run sent stays
+        keys = list(keys)
+        if keys and self._sent:  # what this run sent stays as sent
+            flown = set().union(*self._sent)
+            keys = [k for k in keys if k not in flown]
         pos = state.positions(keys) if keys else np.empty(0, dtype=np.intp)
         pos = pos[pos >= 0]
         pos = pos[state.member_mask()[pos]] if len(pos) else pos
@@ -1301,5 +1348,5 @@ class Run:
         self.finished = True
         self._open.clear()
         self._sizes.clear()
-        self._flown.clear()
+        self._sent.clear()
         _OPEN_RUNS.pop((self.ledger._where, self.id), None)

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ._amplitude import NON_IDEMPOTENT_OPERATIONS, OPERATIONS, UNSET
 from ._config import SendSettings, require_key
-from ._ledger import Ledger, Run, default_path
+from ._ledger import OUTCOME_OF_STATUS, Ledger, Run, default_path
 from ._payloads import ArrowPayloads, Payloads
 from ._plan import VALID, Plan
 from ._progress import ProgressCallback
@@ -36,9 +36,12 @@ from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
 from ._send import send_plan, user_stacklevel
 from ._spec import IdentifySpec, Literal
 from ._sync import (
+    ACKNOWLEDGED,
     DIGEST_BYTES,
+    FAILED,
     HELD,
     HELD_REASON,
+    OUTCOMES,
     LedgerState,
     RevertInfo,
     SyncPlan,
@@ -53,6 +56,9 @@ from ._sync import (
 )
 from ._sync import (
     UNCHANGED as PLAN_UNCHANGED,
+)
+from ._sync import (
+    UNKNOWN as OUTCOME_UNKNOWN,
 )
 from .errors import (
     AmpPandasWarning,
@@ -509,6 +515,15 @@ def preview_sync(
 # --- the send -----------------------------------------------------------------------------------
 
 
+#: Per result status code, the outcome flag a row brings to its user: acknowledged 1, failed 2,
+#: unknown 4 (also for a status that is no outcome: never claimed a success); one flag alone is
+#: the user's outcome, a mix is unknown (partly applied).
+_STATUS_FLAG = np.array(
+    [{ACKNOWLEDGED: 1, FAILED: 2}.get(OUTCOMES.index(OUTCOME_OF_STATUS.get(s, "unknown")), 4)
+     for s in STATUSES], dtype=np.int8,
+)  # fmt: skip
+
+
 class LedgerObserver:
     """The ledger's side of a send: users in flight before each request, outcomes after.
 
@@ -543,6 +558,14 @@ class LedgerObserver:
         self.n_rows = n_rows
         self.flown = np.zeros(len(keys), dtype=bool)
         self.interrupted = False
+        if users is not None:
+            # per user: its send and place in it, rows not final yet, outcome flags so far
+            self._send = np.full(len(keys), -1, dtype=np.int64)
+            self._place = np.zeros(len(keys), dtype=np.int64)
+            self._left = (np.ones(len(keys), dtype=np.int64) if n_rows is None
+                          else np.asarray(n_rows, dtype=np.int64).copy())  # fmt: skip
+            self._flags = np.zeros(len(keys), dtype=np.int8)
+            self._sizes: dict[int, int] = {}
 
     def before_request(self, rows: np.ndarray) -> None:
         users = pd.unique(self.row_user[rows])
@@ -553,10 +576,12 @@ class LedgerObserver:
         if self.users is None:
             self.run.mark_revert_in_flight(keys)
         else:
-            assert self.reverts is not None and self.n_rows is not None
-            self.run.mark_in_flight(keys, self.users.digests(users),
-                                    self.reverts[users].tolist(),
-                                    rows=self.n_rows[users].tolist())  # fmt: skip
+            assert self.reverts is not None
+            send = self.run.mark_request_in_flight(keys, self.users.digests(users),
+                                                   self.reverts[users].tolist())  # fmt: skip
+            self._send[users] = send
+            self._place[users] = np.arange(len(users))
+            self._sizes[send] = len(users)
         self.flown[users] = True
 
     def after_rows_final(self, rows: np.ndarray, statuses: np.ndarray) -> None:
@@ -564,8 +589,31 @@ class LedgerObserver:
         mine = (users >= 0) & self.flown[np.maximum(users, 0)]
         if not mine.any():
             return
-        names = np.array(STATUSES, dtype=object)[statuses[mine]]
-        self.run.mark_done(self.keys[users[mine]].tolist(), names.tolist())
+        if self.users is None:
+            names = np.array(STATUSES, dtype=object)[statuses[mine]]
+            self.run.mark_done(self.keys[users[mine]].tolist(), names.tolist())
+            return
+        users = users[mine]
+        np.subtract.at(self._left, users, 1)
+        np.bitwise_or.at(self._flags, users, _STATUS_FLAG[statuses[mine]])
+        final = pd.unique(users[self._left[users] == 0])
+        if not len(final):
+            return
+        self._left[final] = -1  # final: never counted again
+        flags = self._flags[final]
+        codes = np.where(flags == 1, ACKNOWLEDGED,
+                         np.where(flags == 2, FAILED, OUTCOME_UNKNOWN))
+        sends = self._send[final]
+        order = np.argsort(sends, kind="stable")
+        sends, places, codes = sends[order], self._place[final][order], codes[order]
+        cuts = np.flatnonzero(np.diff(sends)) + 1
+        out = {}
+        for part in np.split(np.arange(len(sends)), cuts):
+            send = int(sends[part[0]])
+            got = np.zeros(self._sizes[send], dtype=np.int8)
+            got[places[part]] = codes[part]
+            out[send] = got.tobytes()
+        self.run.mark_request_done(out)
 
     def send_over(self, interrupted: bool) -> None:
         self.interrupted = interrupted
