@@ -202,9 +202,9 @@ class UserGroups:
         newline the digest puts after it) and hashed in place; a user's rows are contiguous
         there, so a user of many rows is one slice."""
         users = np.asarray(users, dtype=np.int64)
-        todo = users[pd.isna(self._digest[users])] if len(users) else users
+        todo = users[np.equal(self._digest[users], None)] if len(users) else users
         if len(todo) > 1:
-            todo = pd.unique(todo)
+            todo = np.unique(todo)
         render = self.payload.render if isinstance(self.payload, ArrowPayloads) else None
         for start in range(0, len(todo), _CHUNK):
             part = todo[start : start + _CHUNK]
@@ -568,8 +568,8 @@ class LedgerObserver:
             self._sizes: dict[int, int] = {}
 
     def before_request(self, rows: np.ndarray) -> None:
-        users = pd.unique(self.row_user[rows])
-        users = users[(users >= 0) & ~self.flown[users]]
+        users = self.row_user[rows]
+        users = np.unique(users[(users >= 0) & ~self.flown[np.maximum(users, 0)]])
         if not len(users):
             return
         keys = self.keys[users].tolist()
