@@ -28,17 +28,27 @@ revert info of what may be in effect (``revert``) and, while a send is in flight
 in effect if it lands (``pending``), the run, and the time. Revert infos are stored once per
 distinct value in ``reverts`` (users of a job mostly share them).
 
+A run writes an append-only log instead (schema 3): one ``sends`` row per request, holding its
+users packed (their keys as one text with their lengths, their digests, the revert ids pending
+and in effect before, as arrays), and one ``answers`` row per answered send (one outcome byte
+per user of the send). What a job holds is ``users`` overridden by its log, a later entry of a
+key winning (:func:`_read_log`). When a run ends its log is folded into ``users`` if the log is
+small (:data:`_FOLD_BELOW` users) or holds more than twice as many users as its largest run;
+otherwise it stays as written, and is read back as it is: writing a million users into
+``users`` costs seconds, reading them from the log a fraction of a second. Schema 2's log
+(``flights``, ``done``: a row per user) is still read and folded.
+
 Crash safety (written before the act it records)
 -----------------------------------------------
-- :meth:`Run.mark_in_flight`: before a request leaves, its users are written ``in_flight`` (one
-  transaction).
-- :meth:`Run.mark_done`: after the answer, users whose every row has a final status are written
-  ``acknowledged``, ``failed`` or ``unknown`` (one transaction). A user whose rows span several
-  requests stays ``in_flight`` until the last of them is answered; a mix of outcomes is
-  ``unknown`` (partly applied).
-- A run that ends with users still in flight, or dies, leaves them ``unknown`` (the next run's
-  :meth:`Ledger.begin_run` converts a dead run's rows): success is never claimed for a user
-  whose answer was not recorded.
+- :meth:`Run.mark_in_flight` (:meth:`Run.mark_request_in_flight`): before a request leaves, its
+  users are written ``in_flight`` (one transaction, one ``sends`` row).
+- :meth:`Run.mark_done` (:meth:`Run.mark_request_done`): after the answer, users whose every row
+  has a final status are written ``acknowledged``, ``failed`` or ``unknown`` (one transaction,
+  an ``answers`` row per send). A user whose rows span several requests stays ``in_flight``
+  until the last of them is answered; a mix of outcomes is ``unknown`` (partly applied).
+- A run that ends with users still in flight, or dies, leaves them ``unknown`` (a user of the
+  log without an answer is in flight only while its run holds the job's lock): success is never
+  claimed for a user whose answer was not recorded. A fold is one transaction.
 
 One run per job
 ---------------
@@ -310,6 +320,18 @@ def _pack_keys(keys: Sequence[str]) -> tuple[bytes, bytes]:
     return text, lengths.tobytes()
 
 
+def _squeeze(ids: bytes) -> bytes:
+    """Revert ids (int64) as stored: one value when all are equal (most sends)."""
+    arr = np.frombuffer(ids, dtype=np.int64)
+    return ids[:8] if len(arr) > 1 and (arr == arr[0]).all() else ids
+
+
+def _ids(blob: bytes, n: int) -> np.ndarray:
+    """The inverse of :func:`_squeeze`, for a send of ``n`` users."""
+    arr = np.frombuffer(blob, dtype=np.int64)
+    return np.repeat(arr, n) if len(arr) == 1 and n != 1 else arr
+
+
 def _read_log(conn: sqlite3.Connection, job_id: int) -> _Log:
     """The job's log of schema 3, as the users it holds would be folded: the outcome of each
     entry from its answer (else ``in_flight``), its revert info the one in effect after it
@@ -344,8 +366,8 @@ def _read_log(conn: sqlite3.Connection, job_id: int) -> _Log:
         final = got != IN_FLIGHT
         part[final] = got[final]
     action = np.repeat(np.array(actions, dtype=np.int8), counts)
-    pending = np.frombuffer(b"".join(r[7] for r in sends), dtype=np.int64)
-    previous = np.frombuffer(b"".join(r[8] for r in sends), dtype=np.int64)
+    pending = np.concatenate([_ids(r[7], r[3]) for r in sends])
+    previous = np.concatenate([_ids(r[8], r[3]) for r in sends])
     reverted = (action == REVERT) & (outcome == ACKNOWLEDGED)
     digest = np.frombuffer(b"".join(r[6] for r in sends), dtype="V16").copy()
     digest[reverted] = np.zeros(1, dtype="V16")[0]
@@ -1117,8 +1139,8 @@ class Run:
         send = conn.execute(
             "INSERT INTO sends (job, run, action, n, keys, lengths, digests, pending, previous, "
             "at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (self._job_id, self.id, action, len(keys), text, lengths, digests, pending,
-             previous, time.time()),
+            (self._job_id, self.id, action, len(keys), text, lengths, digests,
+             _squeeze(pending), _squeeze(previous), time.time()),
         ).lastrowid  # fmt: skip
         assert send is not None
         self._sizes[send] = len(keys)

@@ -203,8 +203,8 @@ class UserGroups:
         there, so a user of many rows is one slice."""
         users = np.asarray(users, dtype=np.int64)
         todo = users[np.equal(self._digest[users], None)] if len(users) else users
-        if len(todo) > 1:
-            todo = np.unique(todo)
+        if len(todo) > 1 and not (np.diff(todo) > 0).all():  # each user once
+            todo = pd.unique(todo)
         render = self.payload.render if isinstance(self.payload, ArrowPayloads) else None
         for start in range(0, len(todo), _CHUNK):
             part = todo[start : start + _CHUNK]
