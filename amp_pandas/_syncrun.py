@@ -202,7 +202,7 @@ class UserGroups:
         newline the digest puts after it) and hashed in place; a user's rows are contiguous
         there, so a user of many rows is one slice."""
         users = np.asarray(users, dtype=np.int64)
-        todo = users[np.equal(self._digest[users], None)] if len(users) else users
+        todo = users[pd.isna(self._digest[users])] if len(users) else users
         if len(todo) > 1 and not (np.diff(todo) > 0).all():  # each user once
             todo = pd.unique(todo)
         render = self.payload.render if isinstance(self.payload, ArrowPayloads) else None
