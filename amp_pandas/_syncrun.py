@@ -71,6 +71,7 @@ from .errors import (
 __all__ = [
     "REMOVED_COLUMNS",
     "LedgerObserver",
+    "RevertBlocks",
     "RevertColumns",
     "SyncOptions",
     "SyncPreview",
@@ -515,6 +516,30 @@ def preview_sync(
 # --- the send -----------------------------------------------------------------------------------
 
 
+class RevertBlocks:
+    """The revert infos of the users sent (``blocks[users]``), computed a block of user numbers
+    at a time when a request first needs one: not all before the first request leaves."""
+
+    BLOCK = 65_536
+
+    def __init__(self, plan: Plan, users: UserGroups, send: np.ndarray,
+                 columns: RevertColumns | None) -> None:  # fmt: skip
+        self._plan, self._users, self._send, self._columns = plan, users, send, columns
+        self._values = np.full(len(users), None, dtype=object)
+        self._done = np.zeros(len(users) // self.BLOCK + 1, dtype=bool)
+
+    def __getitem__(self, which: np.ndarray) -> np.ndarray:
+        which = np.asarray(which, dtype=np.int64)
+        blocks = np.unique(which // self.BLOCK)
+        for block in blocks[~self._done[blocks]].tolist():
+            lo = block * self.BLOCK
+            sel = np.flatnonzero(self._send[lo : lo + self.BLOCK]) + lo
+            if len(sel):
+                self._values[sel] = revert_infos(self._plan, self._users, sel, self._columns)
+            self._done[block] = True
+        return self._values[which]
+
+
 #: Per result status code, the outcome flag a row brings to its user: acknowledged 1, failed 2,
 #: unknown 4 (also for a status that is no outcome: never claimed a success); one flag alone is
 #: the user's outcome, a mix is unknown (partly applied).
@@ -539,15 +564,15 @@ class LedgerObserver:
         The users sent, whose digests are computed request by request, just before each
         request's users are written in flight (not all before the first request); ``None`` for
         revert identifications.
-    reverts : ndarray of object, optional
-        Per user number, its revert info (computed before the send, for the users sent).
+    reverts : ndarray of object or RevertBlocks, optional
+        Per user number, its revert info (for the users sent).
     n_rows : ndarray of int64, optional
         Per user number, its rows in this run.
     """
 
     def __init__(
         self, run: Run, row_user: np.ndarray, keys: np.ndarray, *,
-        users: UserGroups | None = None, reverts: np.ndarray | None = None,
+        users: UserGroups | None = None, reverts: np.ndarray | RevertBlocks | None = None,
         n_rows: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         self.run = run
@@ -648,12 +673,9 @@ def send_sync(
                 (np.flatnonzero(status_of_row == PLAN_UNCHANGED), UNCHANGED, None),
                 (np.flatnonzero(status_of_row == HELD), UNKNOWN, HELD_REASON),
             ]
-            # revert infos of the users sent, before the first request leaves (their digests
-            # are computed request by request)
-            to_send = np.flatnonzero(splan.send)
-            reverts = np.full(len(users), None, dtype=object)
-            if len(to_send):
-                reverts[to_send] = revert_infos(plan, users, to_send, columns)
+            # the digests and revert infos of the users sent are computed as requests need
+            # them, just before their users are written in flight
+            reverts = RevertBlocks(plan, users, splan.send, columns)
             observer = LedgerObserver(run, users.code, users.keys, users=users,
                                       reverts=reverts, n_rows=users.n_rows)  # fmt: skip
             result = send_plan(plan, settings, progress_callback=progress_callback,

@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from amp_pandas._ledger import Ledger
 from amp_pandas._result import STATUSES
 from amp_pandas._sync import OUTCOMES, RevertInfo
-from amp_pandas._syncrun import LedgerObserver
+from amp_pandas._syncrun import LedgerObserver, RevertBlocks, group_users
 
 URL = "https://api2.amplitude.com/identify"
 
@@ -84,3 +86,19 @@ def test_a_run_ended_before_the_answers_leaves_its_users_unknown(tmp_path: Path)
             obs.before_request(np.array([1]))
             obs.after_rows_final(np.array([1]), _codes("success"))
         assert _outcomes(ledger, job) == {"a": "unknown", "b": "acknowledged"}
+
+
+def test_revert_infos_are_computed_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(RevertBlocks, "BLOCK", 2)
+    df = pd.DataFrame({"uid": [f"user-{i}" for i in range(5)], "country": ["FR"] * 5,
+                       "plan": ["a", None, "b", None, "c"]})  # fmt: skip
+    plan = df.amplitude.identify(user_id="uid", set=["country", "plan"], dry_run=True).plan
+    users = group_users(plan)
+    assert len(users) == 5
+    send = np.array([True, True, False, True, True])
+    blocks = RevertBlocks(plan, users, send, None)
+    sets, empty = RevertInfo(set=("country", "plan")), RevertInfo(set=("country",))
+    assert blocks[np.array([3])].tolist() == [empty]
+    assert blocks._done.tolist() == [False, True, False]  # only the block asked for
+    assert blocks[np.array([4, 0, 2])].tolist() == [sets, sets, None]  # 2 is not sent
+    assert blocks[np.arange(5)].tolist() == [sets, empty, None, empty, sets]
