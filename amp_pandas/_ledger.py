@@ -28,17 +28,27 @@ revert info of what may be in effect (``revert``) and, while a send is in flight
 in effect if it lands (``pending``), the run, and the time. Revert infos are stored once per
 distinct value in ``reverts`` (users of a job mostly share them).
 
+A run writes an append-only log instead (schema 3): one ``sends`` row per request, holding its
+users packed (their keys as one text with their lengths, their digests, the revert ids pending
+and in effect before, as arrays), and one ``answers`` row per answered send (one outcome byte
+per user of the send). What a job holds is ``users`` overridden by its log, a later entry of a
+key winning (:func:`_read_log`). When a run ends its log is folded into ``users`` if the log is
+small (:data:`_FOLD_BELOW` users) or holds more than twice as many users as its largest run;
+otherwise it stays as written, and is read back as it is: writing a million users into
+``users`` costs seconds, reading them from the log a fraction of a second. Schema 2's log
+(``flights``, ``done``: a row per user) is still read and folded.
+
 Crash safety (written before the act it records)
 -----------------------------------------------
-- :meth:`Run.mark_in_flight`: before a request leaves, its users are written ``in_flight`` (one
-  transaction).
-- :meth:`Run.mark_done`: after the answer, users whose every row has a final status are written
-  ``acknowledged``, ``failed`` or ``unknown`` (one transaction). A user whose rows span several
-  requests stays ``in_flight`` until the last of them is answered; a mix of outcomes is
-  ``unknown`` (partly applied).
-- A run that ends with users still in flight, or dies, leaves them ``unknown`` (the next run's
-  :meth:`Ledger.begin_run` converts a dead run's rows): success is never claimed for a user
-  whose answer was not recorded.
+- :meth:`Run.mark_in_flight` (:meth:`Run.mark_request_in_flight`): before a request leaves, its
+  users are written ``in_flight`` (one transaction, one ``sends`` row).
+- :meth:`Run.mark_done` (:meth:`Run.mark_request_done`): after the answer, users whose every row
+  has a final status are written ``acknowledged``, ``failed`` or ``unknown`` (one transaction,
+  an ``answers`` row per send). A user whose rows span several requests stays ``in_flight``
+  until the last of them is answered; a mix of outcomes is ``unknown`` (partly applied).
+- A run that ends with users still in flight, or dies, leaves them ``unknown`` (a user of the
+  log without an answer is in flight only while its run holds the job's lock): success is never
+  claimed for a user whose answer was not recorded. A fold is one transaction.
 
 One run per job
 ---------------
@@ -61,7 +71,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import repeat
@@ -72,6 +82,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._sync import (
     ACKNOWLEDGED,
@@ -115,7 +127,7 @@ ENV_VAR = "AMP_PANDAS_LEDGER"
 #: ``PRAGMA application_id`` of an amp_pandas ledger ("ampl").
 APPLICATION_ID = 0x616D706C
 #: The schema this code writes; older files are migrated up to it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Result status of a row -> the ledger outcome it means.
 OUTCOME_OF_STATUS: dict[str, str] = {
     "success": "acknowledged",
@@ -212,8 +224,27 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """A run's log is written one row per request rather than one per user: ``sends`` holds
+    a request's users packed (their keys, digests and revert ids as arrays) and ``answers``
+    the outcomes of its users, one byte each. Logs of schema 2 (``flights``, ``done``) are read
+    and folded as before."""
+    conn.execute(
+        "CREATE TABLE sends (id INTEGER PRIMARY KEY, job INTEGER NOT NULL, run INTEGER NOT "
+        "NULL, action INTEGER NOT NULL, n INTEGER NOT NULL, keys BLOB NOT NULL, lengths BLOB "
+        "NOT NULL, digests BLOB NOT NULL, pending BLOB NOT NULL, previous BLOB NOT NULL, "
+        "at REAL NOT NULL)"
+    )
+    conn.execute("CREATE INDEX sends_job ON sends (job, id)")
+    conn.execute(
+        "CREATE TABLE answers (id INTEGER PRIMARY KEY, job INTEGER NOT NULL, send INTEGER NOT "
+        "NULL, codes BLOB NOT NULL)"
+    )
+    conn.execute("CREATE INDEX answers_job ON answers (job)")
+
+
 #: ``MIGRATIONS[v]`` steps a file from schema ``v`` to ``v + 1``.
-MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2}
+MIGRATIONS = {0: _migrate_0_to_1, 1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 class _NotALedger(Exception):
@@ -257,6 +288,130 @@ def _fold(conn: sqlite3.Connection, run_id: int) -> None:
         "DELETE FROM done WHERE first IN (SELECT id FROM flights WHERE run = ?)", (run_id,)
     )
     conn.execute("DELETE FROM flights WHERE run = ?", (run_id,))
+
+
+#: A run's log is folded into ``users`` when it ends if the job's log holds at most this many
+#: users, or more than twice as many as its largest run (the rest stays in the log, which is
+#: read as it is: folding a million users costs seconds, reading them back a fraction of that).
+_FOLD_BELOW = 50_000
+
+
+@dataclass
+class _Log:
+    """A job's log of schema 3 (``sends`` and ``answers``), one entry per user sent, in the
+    order written (a later entry of a key overrides an earlier one)."""
+
+    keys: list[str]
+    digest: np.ndarray  # V16 (exact bytes; all zero when there is none)
+    outcome: np.ndarray  # int8, IN_FLIGHT where no answer is recorded
+    action: np.ndarray  # int8
+    revert: np.ndarray  # int64, -1: none
+    run: np.ndarray  # int64
+    at: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+def _pack_keys(keys: Sequence[str]) -> tuple[bytes, bytes]:
+    """Keys as one UTF-8 text and their lengths in characters (int32)."""
+    text = "".join(keys).encode("utf-8", "surrogatepass")
+    lengths = np.fromiter(map(len, keys), dtype=np.int32, count=len(keys))
+    return text, lengths.tobytes()
+
+
+def _squeeze(ids: bytes) -> bytes:
+    """Revert ids (int64) as stored: one value when all are equal (most sends)."""
+    arr = np.frombuffer(ids, dtype=np.int64)
+    return ids[:8] if len(arr) > 1 and (arr == arr[0]).all() else ids
+
+
+def _ids(blob: bytes, n: int) -> np.ndarray:
+    """The inverse of :func:`_squeeze`, for a send of ``n`` users."""
+    arr = np.frombuffer(blob, dtype=np.int64)
+    return np.repeat(arr, n) if len(arr) == 1 and n != 1 else arr
+
+
+def _read_log(conn: sqlite3.Connection, job_id: int) -> _Log:
+    """The job's log of schema 3, as the users it holds would be folded: the outcome of each
+    entry from its answer (else ``in_flight``), its revert info the one in effect after it
+    (the previous one when the send failed, none after an acknowledged revert)."""
+    sends = conn.execute(
+        "SELECT id, run, action, n, keys, lengths, digests, pending, previous, at FROM sends "
+        "WHERE job = ? ORDER BY id", (job_id,),
+    ).fetchall()
+    if not sends:
+        return _Log([], np.empty(0, dtype="V16"), *(np.empty(0, dtype=t) for t in
+                    (np.int8, np.int8, np.int64, np.int64, np.float64)))  # fmt: skip
+    ids, runs, actions, ns, _, _, _, _, _, ats = zip(*sends, strict=True)
+    counts = np.array(ns, dtype=np.int64)
+    starts = dict(zip(ids, np.concatenate(([0], np.cumsum(counts)[:-1])).tolist(), strict=True))
+    total = int(counts.sum())
+    text = b"".join(r[4] for r in sends).decode("utf-8", "surrogatepass")
+    bounds = np.concatenate(
+        ([0], np.cumsum(np.frombuffer(b"".join(r[5] for r in sends), dtype=np.int32)))
+    ).tolist()
+    ends = iter(bounds)
+    next(ends)
+    keys = [text[a:b] for a, b in zip(bounds, ends, strict=False)]
+    outcome = np.zeros(total, dtype=np.int8)
+    for send, codes in conn.execute(
+        "SELECT send, codes FROM answers WHERE job = ? ORDER BY id", (job_id,)
+    ):
+        start = starts.get(send)
+        if start is None:
+            continue
+        got = np.frombuffer(codes, dtype=np.int8)
+        part = outcome[start : start + len(got)]
+        final = got != IN_FLIGHT
+        part[final] = got[final]
+    action = np.repeat(np.array(actions, dtype=np.int8), counts)
+    pending = np.concatenate([_ids(r[7], r[3]) for r in sends])
+    previous = np.concatenate([_ids(r[8], r[3]) for r in sends])
+    reverted = (action == REVERT) & (outcome == ACKNOWLEDGED)
+    digest = np.frombuffer(b"".join(r[6] for r in sends), dtype="V16").copy()
+    digest[reverted] = np.zeros(1, dtype="V16")[0]
+    revert = np.where(outcome == FAILED, previous, np.where(reverted, -1, pending))
+    return _Log(keys, digest, outcome, action, revert,
+                np.repeat(np.array(runs, dtype=np.int64), counts),
+                np.repeat(np.array(ats, dtype=np.float64), counts))  # fmt: skip
+
+
+def _fold_log(conn: sqlite3.Connection, job_id: int) -> None:
+    """Fold the job's log of schema 3 into ``users`` (its runs are over: users without an
+    answer are ``unknown``), in key order, and empty it."""
+    log = _read_log(conn, job_id)
+    if not len(log):
+        return
+    keep = ~pd.Index(log.keys, dtype=object).duplicated(keep="last")
+    where = np.flatnonzero(keep)
+    keys = np.asarray(log.keys, dtype=object)[where]
+    order = np.asarray(pc.sort_indices(pa.array(keys.tolist(), type=pa.large_string())))
+    where, keys = where[order], keys[order]
+    outcome = log.outcome[where]
+    outcome[outcome == IN_FLIGHT] = UNKNOWN
+    digests = [d if any(d) else None for d in log.digest[where].tolist()]
+    revert = [None if r < 0 else r for r in log.revert[where].tolist()]
+    conn.executemany(
+        "INSERT INTO users (job, key, digest, outcome, action, revert, run, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job, key) DO UPDATE SET "
+        "digest = excluded.digest, outcome = excluded.outcome, action = excluded.action, "
+        "revert = excluded.revert, pending = NULL, run = excluded.run, at = excluded.at",
+        zip(repeat(job_id, len(where)), keys.tolist(), digests, outcome.tolist(),
+            log.action[where].tolist(), revert, log.run[where].tolist(),
+            log.at[where].tolist(), strict=True),
+    )  # fmt: skip
+    conn.execute("DELETE FROM answers WHERE job = ?", (job_id,))
+    conn.execute("DELETE FROM sends WHERE job = ?", (job_id,))
+
+
+def _log_due(conn: sqlite3.Connection, job_id: int) -> bool:
+    """Whether the job's log is to be folded now (see :data:`_FOLD_BELOW`)."""
+    total, largest = conn.execute(
+        "SELECT coalesce(sum(n), 0), coalesce(max(n), 0) FROM (SELECT run, sum(n) AS n FROM "
+        "sends WHERE job = ? GROUP BY run)", (job_id,),
+    ).fetchone()
+    return bool(total) and (total <= _FOLD_BELOW or total > 2 * largest)
 
 
 # --- Paths, endpoints, processes ----------------------------------------------------------------
@@ -639,6 +794,7 @@ class Ledger:
             }
             last = conn.execute("SELECT max(started) FROM runs WHERE job = ?", (job_id,)).fetchone()
             live = self._live_lock(conn, job_id)
+            log = _read_log(conn, job_id)
         finally:
             if own:
                 conn.execute("COMMIT")
@@ -649,16 +805,35 @@ class Ledger:
         n = len(rows)
         keys, digest, outcome, action, revert = (zip(*rows, strict=True) if n
                                                  else ((), (), (), (), ()))  # fmt: skip
+        key_arr = np.fromiter(keys, dtype=object, count=n)
+        digest_arr = (np.array(digest, dtype=f"S{DIGEST_BYTES}") if n
+                      else np.empty(0, dtype=f"S{DIGEST_BYTES}"))  # fmt: skip
         outcome_arr = np.fromiter(outcome, dtype=np.int8, count=n)
+        action_arr = np.fromiter(action, dtype=np.int8, count=n)
+        revert_arr = np.fromiter(revert, dtype=np.int64, count=n)
+        if len(log):  # the log of schema 3 overrides (a later entry of a key wins)
+            log_outcome = log.outcome.copy()
+            if live is not None:  # users without an answer: in flight in the live run only
+                log_outcome[(log_outcome == IN_FLIGHT) & (log.run != live[0])] = UNKNOWN
+            log_keys = np.fromiter(log.keys, dtype=object, count=len(log))
+            key_arr = np.concatenate((key_arr, log_keys)) if n else log_keys
+            digest_arr = np.concatenate((digest_arr, log.digest.view(f"S{DIGEST_BYTES}")))
+            outcome_arr = np.concatenate((outcome_arr, log_outcome))
+            action_arr = np.concatenate((action_arr, log.action))
+            revert_arr = np.concatenate((revert_arr, log.revert))
+            keep = ~pd.Index(key_arr, dtype=object).duplicated(keep="last")
+            if not keep.all():
+                key_arr, digest_arr, outcome_arr, action_arr, revert_arr = (
+                    a[keep] for a in (key_arr, digest_arr, outcome_arr, action_arr, revert_arr)
+                )
         if not live:
             outcome_arr[outcome_arr == IN_FLIGHT] = UNKNOWN
         return LedgerState(
-            keys=np.fromiter(keys, dtype=object, count=n),
-            digest=np.array(digest, dtype=f"S{DIGEST_BYTES}") if n
-            else np.empty(0, dtype=f"S{DIGEST_BYTES}"),
+            keys=key_arr,
+            digest=digest_arr,
             outcome=outcome_arr,
-            action=np.fromiter(action, dtype=np.int8, count=n),
-            revert=np.fromiter(revert, dtype=np.int64, count=n),
+            action=action_arr,
+            revert=revert_arr,
             reverts=reverts,
             job=name,
             last_run=None if last[0] is None else pd.Timestamp(last[0], unit="s", tz="UTC"),
@@ -851,7 +1026,8 @@ class Ledger:
                         pid=held[1], host=held[2], started=_iso(held[4]),
                     )
                 total += conn.execute("DELETE FROM users WHERE job = ?", (job_id,)).rowcount
-                for table in ("reverts", "runs", "locks", "flights", "done"):
+                for table in ("reverts", "runs", "locks", "flights", "done", "sends",
+                              "answers"):
                     conn.execute(f"DELETE FROM {table} WHERE job = ?", (job_id,))
                 conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
             return total
@@ -877,8 +1053,12 @@ class Run:
         self._job_id = job_id
         self.finished = False
         self._state: LedgerState | None = None
-        #: users in flight: key -> [rows not final yet, outcome flags so far]
-        self._open: dict[str, list[int]] = {}
+        #: users in flight: key -> (rows not final yet, outcome flags so far, send, place in it)
+        self._open: dict[str, tuple[int, int, int, int]] = {}
+        #: users per send of this run
+        self._sizes: dict[int, int] = {}
+        #: the users of each send of this run (a user sent is not let go by mark_left)
+        self._sent: list[list[str]] = []
         self._revert_ids: dict[RevertInfo, int] = {}
         self._infos: dict[int, RevertInfo] = {}
         self._unions: dict[tuple[int, int], int] = {}
@@ -951,20 +1131,29 @@ class Run:
         pos = state.positions(keys)
         return np.where(pos >= 0, state.revert[pos], -1)
 
+    def _append(self, conn: sqlite3.Connection, keys: list[str], digests: bytes, action: int,
+                pending: bytes, previous: bytes) -> int:
+        """Append one send of ``keys`` (one row for them all: keys, digests and revert ids
+        packed); its id."""
+        text, lengths = _pack_keys(keys)
+        send = conn.execute(
+            "INSERT INTO sends (job, run, action, n, keys, lengths, digests, pending, previous, "
+            "at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self._job_id, self.id, action, len(keys), text, lengths, digests,
+             _squeeze(pending), _squeeze(previous), time.time()),
+        ).lastrowid  # fmt: skip
+        assert send is not None
+        self._sizes[send] = len(keys)
+        self._sent.append(keys)
+        return send
+
     def _log(self, conn: sqlite3.Connection, keys: list[str], rows: Iterable[int],
-             digests: Iterable[bytes | None], action: int, pending: Iterable[int | None]) -> None:
-        """Append flights for ``keys`` (one row each, in a block of consecutive ids) and
-        remember them as open: ``[rows not final yet, outcome flags, flight id]``."""
-        first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM flights").fetchone()[0]
-        ids = range(first, first + len(keys))
-        conn.executemany(
-            "INSERT INTO flights (id, job, run, key, digest, action, pending, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            zip(ids, repeat(self._job_id), repeat(self.id), keys, digests, repeat(action),
-                pending, repeat(time.time())),
-        )  # fmt: skip
+             digests: bytes, action: int, pending: bytes, previous: bytes) -> None:
+        """:meth:`_append`, and remember the users as open: ``(rows not final yet, outcome
+        flags, send, place)``."""
+        send = self._append(conn, keys, digests, action, pending, previous)
         self._open.update(
-            zip(keys, ([n, 0, i] for n, i in zip(rows, ids, strict=False)), strict=True)
+            zip(keys, zip(rows, repeat(0), repeat(send), range(len(keys))), strict=False)
         )
 
     def mark_in_flight(
@@ -992,22 +1181,57 @@ class Run:
         ):
             raise ValueError("mark_in_flight: keys, digests, reverts and rows differ in length")
         opened = self._open
-        fresh = [i for i, k in enumerate(keys) if k not in opened]
+        if opened.keys().isdisjoint(keys):
+            fresh = list(range(len(keys)))
+        else:
+            fresh = [i for i, k in enumerate(keys) if k not in opened]
         if not fresh:
             return
-        new_keys = [keys[i] for i in fresh]
-        old = self._old_reverts(new_keys).tolist()
+        every = len(fresh) == len(keys)
+        counts: Iterable[int] = (
+            repeat(1, len(fresh)) if rows is None
+            else [int(r) for r in rows] if every else [int(rows[i]) for i in fresh]
+        )  # fmt: skip
+        self._fly(
+            list(keys) if every else [keys[i] for i in fresh],
+            digests if every else [digests[i] for i in fresh],
+            None if reverts is None else list(reverts) if every else [reverts[i] for i in fresh],
+            counts,
+        )
+
+    def mark_request_in_flight(
+        self, keys: list[str], digests: Sequence[bytes],
+        reverts: Sequence[RevertInfo | None] | None = None,
+    ) -> int:
+        """:meth:`mark_in_flight` for a sender that keeps count of its users' rows itself:
+        ``keys`` are users not in flight yet in this run, each once. Returns the send's id, for
+        :meth:`mark_request_done`."""
+        self._check()
+        if len(digests) != len(keys) or (reverts is not None and len(reverts) != len(keys)):
+            raise ValueError("mark_request_in_flight: keys, digests and reverts differ in length")
+        return self._fly(keys, digests, reverts, None)
+
+    def _fly(self, keys: list[str], digests: Sequence[bytes],
+             reverts: Sequence[RevertInfo | None] | None, rows: Iterable[int] | None) -> int:
+        old = self._old_reverts(keys)
         with self.ledger._write() as conn:
             if reverts is None:
-                new_ids = [self._revert_id(conn, EMPTY_REVERT)] * len(fresh)
+                new_ids = np.full(len(keys), self._revert_id(conn, EMPTY_REVERT), dtype=np.int64)
             else:
-                new_ids = self._revert_ids_of(conn, [reverts[i] for i in fresh])
-            union = self._union_id
-            pending = [n if o < 0 or o == n else union(conn, o, n)
-                       for o, n in zip(old, new_ids, strict=True)]  # fmt: skip
-            counts = repeat(1) if rows is None else [int(rows[i]) for i in fresh]
-            chosen = [bytes(digests[i]) for i in fresh]
-            self._log(conn, new_keys, counts, chosen, SYNC, pending)
+                new_ids = np.array(self._revert_ids_of(conn, list(reverts)), dtype=np.int64)
+            pending = new_ids.copy()
+            for i in np.flatnonzero((old >= 0) & (old != new_ids)).tolist():
+                pending[i] = self._union_id(conn, int(old[i]), int(new_ids[i]))
+            chosen = b"".join(digests)
+            if len(chosen) != DIGEST_BYTES * len(keys):  # numpy's S16 drops trailing zeros
+                chosen = b"".join([bytes(d).ljust(DIGEST_BYTES, b"\0") for d in digests])
+                if len(chosen) != DIGEST_BYTES * len(keys):
+                    raise ValueError(f"mark_in_flight: digests are {DIGEST_BYTES} bytes each")
+            previous = old.astype(np.int64).tobytes()
+            if rows is None:
+                return self._append(conn, keys, chosen, SYNC, pending.tobytes(), previous)
+            self._log(conn, keys, rows, chosen, SYNC, pending.tobytes(), previous)
+            return -1
 
     def mark_revert_in_flight(self, keys: Sequence[str]) -> None:
         """Before a request of revert identifications leaves: write those users in flight.
@@ -1023,11 +1247,10 @@ class Run:
         pos = state.positions(fresh)
         if (pos < 0).any():
             raise ValueError("mark_revert_in_flight: a user the ledger does not hold")
-        digests = [d.ljust(DIGEST_BYTES, b"\0") if d else None
-                   for d in state.digest[pos].tolist()]  # fmt: skip
-        pending = [None if r < 0 else r for r in state.revert[pos].tolist()]
+        digests = state.digest[pos].tobytes()
+        pending = state.revert[pos].astype(np.int64).tobytes()
         with self.ledger._write() as conn:
-            self._log(conn, fresh, repeat(1), digests, REVERT, pending)
+            self._log(conn, fresh, repeat(1, len(fresh)), digests, REVERT, pending, pending)
 
     def mark_done(self, keys: Sequence[str], outcomes: Sequence[str] | str) -> None:
         """After an answer: the final outcome of rows (one entry per row; keys may repeat).
@@ -1052,45 +1275,75 @@ class Run:
             if code is None or code == IN_FLIGHT:
                 raise ValueError(f"mark_done: {name!r} is not a final outcome")
             flag_of[name] = _FLAG[code]
-        final: list[tuple[int, int]] = []
+        final: dict[int, bytearray] = {}
         opened = self._open
+        sizes = self._sizes
         for key, name in zip(keys, outcomes, strict=True):
             entry = opened.get(key)
             if entry is None:
                 raise ValueError(f"mark_done: user {key!r} is not in flight in this run")
-            entry[0] -= 1
-            entry[1] |= flag_of[name]
-            if entry[0] <= 0:
-                flags = entry[1]
-                code = ACKNOWLEDGED if flags == 1 else FAILED if flags == 2 else UNKNOWN
-                final.append((entry[2], code))
-                del opened[key]
+            left, flags, send, place = entry
+            flags |= flag_of[name]
+            if left > 1:
+                opened[key] = (left - 1, flags, send, place)
+                continue
+            code = ACKNOWLEDGED if flags == 1 else FAILED if flags == 2 else UNKNOWN
+            codes = final.get(send)
+            if codes is None:
+                codes = final[send] = bytearray(sizes[send])
+            codes[place] = code
+            del opened[key]
         if not final:
             return
-        # consecutive flights with one outcome make one range (a request answered as a whole:
-        # one row)
-        final.sort()
-        ranges: list[list[int]] = []
-        for flight, code in final:
-            if ranges and ranges[-1][1] == flight - 1 and ranges[-1][3] == code:
-                ranges[-1][1] = flight
-            else:
-                ranges.append([flight, flight, self._job_id, code])
+        # one row per send answered (a request answered as a whole: one row)
         with self.ledger._write() as conn:
-            conn.executemany("INSERT INTO done (first, last, job, outcome) VALUES (?, ?, ?, ?)",
-                             ranges)  # fmt: skip
+            conn.executemany("INSERT INTO answers (job, send, codes) VALUES (?, ?, ?)",
+                             [(self._job_id, send, bytes(codes))
+                              for send, codes in sorted(final.items())])  # fmt: skip
+
+    def mark_request_done(self, codes: Mapping[int, bytes]) -> None:
+        """After an answer, for the sends of :meth:`mark_request_in_flight`: per send, one
+        outcome code (:data:`OUTCOMES`) per user of the send, ``in_flight`` (0) where the user
+        is not final yet. Written in one transaction."""
+        self._check()
+        rows = []
+        for send, got in sorted(codes.items()):
+            if self._sizes.get(send) != len(got):
+                raise ValueError(f"mark_request_done: send {send} is not this run's, or has "
+                                 f"{self._sizes.get(send)} users")  # fmt: skip
+            rows.append((self._job_id, send, bytes(got)))
+        if rows:
+            with self.ledger._write() as conn:
+                conn.executemany("INSERT INTO answers (job, send, codes) VALUES (?, ?, ?)", rows)
 
     def mark_left(self, keys: Iterable[str]) -> None:
         """Removed users let go without a request (``removed="keep"``, or nothing to undo):
         no longer members; what they hold stays."""
         self._check()
+        state = self.state()
+        keys = list(keys)
+        if keys and self._sent:  # what this run sent stays as sent
+            flown = set().union(*self._sent)
+            keys = [k for k in keys if k not in flown]
+        pos = state.positions(keys) if keys else np.empty(0, dtype=np.intp)
+        pos = pos[pos >= 0]
+        pos = pos[state.member_mask()[pos]] if len(pos) else pos
+        if not len(pos):
+            return
+        left = state.keys[pos].tolist()
+        outcome = state.outcome[pos].astype(np.int8)
+        outcome[outcome == IN_FLIGHT] = UNKNOWN
+        reverts = state.revert[pos].astype(np.int64).tobytes()
         with self.ledger._write() as conn:
-            conn.executemany(
-                f"UPDATE users SET action = {KEPT}, run = ?, at = ? "
-                f"WHERE job = ? AND key = ? AND (action = {SYNC} OR "
-                f"(action = {REVERT} AND outcome != {ACKNOWLEDGED}))",
-                [(self.id, time.time(), self._job_id, k) for k in sorted(keys)],
-            )
+            text, lengths = _pack_keys(left)
+            send = conn.execute(
+                "INSERT INTO sends (job, run, action, n, keys, lengths, digests, pending, "
+                "previous, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self._job_id, self.id, KEPT, len(left), text, lengths,
+                 state.digest[pos].tobytes(), reverts, reverts, time.time()),
+            ).lastrowid  # fmt: skip
+            conn.execute("INSERT INTO answers (job, send, codes) VALUES (?, ?, ?)",
+                         (self._job_id, send, outcome.tobytes()))  # fmt: skip
 
     def finish(self, *, interrupted: bool = False) -> None:
         """End the run: fold its log into the users (those still in flight become
@@ -1099,16 +1352,23 @@ class Run:
             return
         with self.ledger._write() as conn:
             _fold(conn, self.id)
+            folded = _log_due(conn, self._job_id)
+            if folded:
+                _fold_log(conn, self._job_id)
             conn.execute(
                 "UPDATE runs SET finished = ?, state = ? WHERE id = ?",
                 (time.time(), "interrupted" if interrupted else "finished", self.id),
             )
             conn.execute("DELETE FROM locks WHERE job = ? AND run = ?", (self._job_id, self.id))
-            if self._revert_ids:  # drop revert infos no user refers to any more
+            if self._revert_ids and (folded or not conn.execute(
+                "SELECT 1 FROM sends WHERE job = ? LIMIT 1", (self._job_id,)
+            ).fetchone()):  # drop revert infos no user refers to any more (once all are folded)
                 conn.execute(
                     "DELETE FROM reverts WHERE job = ?1 AND id NOT IN (SELECT revert FROM users "
                     "WHERE job = ?1 AND revert IS NOT NULL)", (self._job_id,),
                 )
         self.finished = True
         self._open.clear()
+        self._sizes.clear()
+        self._sent.clear()
         _OPEN_RUNS.pop((self.ledger._where, self.id), None)

@@ -89,6 +89,7 @@ __all__ = [
     "digest_and_idempotent",
     "group_key",
     "identification_digest",
+    "identification_digests",
     "key_fields",
     "key_label",
     "plan_sync",
@@ -300,6 +301,27 @@ def identification_digest(texts: Iterable[str | bytes]) -> bytes:
         h.update(text.encode() if isinstance(text, str) else text)
         h.update(b"\n")
     return h.digest()[:DIGEST_BYTES]
+
+
+def identification_digests(data: Any, bounds: Sequence[int]) -> list[bytes]:
+    r""":func:`identification_digest` of many users at once, from one buffer of texts.
+
+    ``data`` (bytes-like) holds the users' texts back to back, each followed by a newline;
+    user ``i``'s texts are ``data[bounds[i]:bounds[i + 1]]``. Nothing is copied or decoded.
+
+    Examples
+    --------
+    >>> texts = b'{"user_id":"user-1"}\n{"a":1}\n{"b":2}\n'
+    >>> identification_digests(texts, [0, 21, 37]) == [
+    ...     identification_digest(['{"user_id":"user-1"}']),
+    ...     identification_digest(['{"a":1}', '{"b":2}'])]
+    True
+    """
+    view = memoryview(data)
+    sha = hashlib.sha256
+    ends = iter(bounds)
+    next(ends, None)
+    return [sha(view[a:b]).digest()[:DIGEST_BYTES] for a, b in zip(bounds, ends, strict=False)]
 
 
 @dataclass(frozen=True)
@@ -813,6 +835,7 @@ def plan_sync(
     *,
     removed: str = "keep",
     retry_ambiguous: bool = False,
+    positions: np.ndarray | None = None,
 ) -> SyncPlan:
     """Classify every user of a new run against the job's remembered state.
 
@@ -830,6 +853,8 @@ def plan_sync(
         What becomes of members absent from the new run.
     retry_ambiguous : bool
         Send ambiguous users even when a row is not idempotent.
+    positions : ndarray of int, optional
+        ``state.positions(keys)``, when the caller has it already.
 
     Examples
     --------
@@ -848,7 +873,7 @@ def plan_sync(
     if not len(digest_arr) == len(idem) == n:
         raise ValueError("keys, digests and idempotent must have the same length")
 
-    pos = state.positions(key_arr)
+    pos = state.positions(key_arr) if positions is None else np.asarray(positions)
     known = pos >= 0
     p = pos[known]
     outcome = np.full(n, -1, dtype=np.int8)

@@ -40,22 +40,26 @@ from ._amplitude import (
     UNSET,
 )
 from ._config import SendSettings, require_key
-from ._ledger import Ledger, Run, default_path
-from ._payloads import Ids, Payloads, TextPayloads
+from ._ledger import OUTCOME_OF_STATUS, Ledger, Run, default_path
+from ._payloads import ArrowPayloads, Ids, Payloads, TextPayloads
 from ._plan import VALID, Plan, empty_problems
 from ._progress import ProgressCallback
 from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
 from ._send import send_plan, user_stacklevel
 from ._spec import GroupSpec, IdentifySpec, Literal
 from ._sync import (
+    ACKNOWLEDGED,
     DIGEST_BYTES,
+    FAILED,
     HELD,
     HELD_REASON,
+    OUTCOMES,
     LedgerState,
     RevertInfo,
     SyncPlan,
     group_key,
     identification_digest,
+    identification_digests,
     key_fields,
     plan_sync,
     revert_infos_of_rows,
@@ -65,6 +69,9 @@ from ._sync import (
 )
 from ._sync import (
     UNCHANGED as PLAN_UNCHANGED,
+)
+from ._sync import (
+    UNKNOWN as OUTCOME_UNKNOWN,
 )
 from .errors import (
     AmpPandasWarning,
@@ -80,6 +87,7 @@ __all__ = [
     "REMOVED_COLUMNS",
     "USERS",
     "LedgerObserver",
+    "RevertBlocks",
     "RevertColumns",
     "SyncKind",
     "SyncOptions",
@@ -280,18 +288,35 @@ class UserGroups:
         return np.concatenate([sorted_rows[starts[u] : starts[u + 1]] for u in users.tolist()])
 
     def digests(self, users: np.ndarray) -> list[bytes]:
-        """The digests of ``users`` (user numbers): of each one's JSON texts, in row order."""
+        """The digests of ``users`` (user numbers): of each one's JSON texts, in row order.
+
+        From Arrow payloads the texts are written once into one buffer (each followed by the
+        newline the digest puts after it) and hashed in place; a user's rows are contiguous
+        there, so a user of many rows is one slice."""
         users = np.asarray(users, dtype=np.int64)
         todo = users[pd.isna(self._digest[users])] if len(users) else users
+        if len(todo) > 1 and not (np.diff(todo) > 0).all():  # each user once
+            todo = pd.unique(todo)
+        render = self.payload.render if isinstance(self.payload, ArrowPayloads) else None
         for start in range(0, len(todo), _CHUNK):
             part = todo[start : start + _CHUNK]
-            texts = self.payload.texts(self.user_rows(part))
-            counts = self.n_rows[part].tolist()
-            if all(c == 1 for c in counts):
+            rows = self.user_rows(part)
+            counts = self.n_rows[part]
+            if render is not None:
+                text = render(rows, close="}\n")
+                _, offsets, data = text.buffers()
+                bounds = np.frombuffer(offsets, dtype=np.int64, count=len(text) + 1,
+                                       offset=8 * text.offset)  # fmt: skip
+                if len(rows) != len(part):  # users of several rows: one slice each
+                    bounds = bounds[np.concatenate(([0], np.cumsum(counts)))]
+                self._digest[part] = identification_digests(data, bounds.tolist())
+                continue
+            texts = self.payload.texts(rows)
+            if len(rows) == len(part):
                 self._digest[part] = [identification_digest((t,)) for t in texts]
                 continue
             out, at = [], 0
-            for c in counts:
+            for c in counts.tolist():
                 out.append(identification_digest(texts[at : at + c]))
                 at += c
             self._digest[part] = out
@@ -370,9 +395,11 @@ def plan_users(state: LedgerState, users: UserGroups, *, removed: str,
                retry_ambiguous: bool) -> SyncPlan:
     """:func:`~amp_pandas._sync.plan_sync` of the users; only users the ledger knows are
     digested (the others are new whatever their digest)."""
-    known = np.flatnonzero(state.positions(users.keys) >= 0) if len(state) else np.empty(0, int)
+    pos = state.positions(users.keys)
+    known = np.flatnonzero(pos >= 0)
     return plan_sync(state, users.keys, users.digest_array(known), users.idempotent,
-                     removed=removed, retry_ambiguous=retry_ambiguous)  # fmt: skip
+                     removed=removed, retry_ambiguous=retry_ambiguous,
+                     positions=pos)  # fmt: skip
 
 
 _SET_OPS = (OPERATIONS["set"], OPERATIONS["set_once"])
@@ -640,6 +667,39 @@ def preview_sync(
 # --- the send -----------------------------------------------------------------------------------
 
 
+class RevertBlocks:
+    """The revert infos of the users sent (``blocks[users]``), computed a block of user numbers
+    at a time when a request first needs one: not all before the first request leaves."""
+
+    BLOCK = 65_536
+
+    def __init__(self, plan: Plan, users: UserGroups, send: np.ndarray,
+                 columns: RevertColumns | None) -> None:  # fmt: skip
+        self._plan, self._users, self._send, self._columns = plan, users, send, columns
+        self._values = np.full(len(users), None, dtype=object)
+        self._done = np.zeros(len(users) // self.BLOCK + 1, dtype=bool)
+
+    def __getitem__(self, which: np.ndarray) -> np.ndarray:
+        which = np.asarray(which, dtype=np.int64)
+        blocks = np.unique(which // self.BLOCK)
+        for block in blocks[~self._done[blocks]].tolist():
+            lo = block * self.BLOCK
+            sel = np.flatnonzero(self._send[lo : lo + self.BLOCK]) + lo
+            if len(sel):
+                self._values[sel] = revert_infos(self._plan, self._users, sel, self._columns)
+            self._done[block] = True
+        return self._values[which]
+
+
+#: Per result status code, the outcome flag a row brings to its user: acknowledged 1, failed 2,
+#: unknown 4 (also for a status that is no outcome: never claimed a success); one flag alone is
+#: the user's outcome, a mix is unknown (partly applied).
+_STATUS_FLAG = np.array(
+    [{ACKNOWLEDGED: 1, FAILED: 2}.get(OUTCOMES.index(OUTCOME_OF_STATUS.get(s, "unknown")), 4)
+     for s in STATUSES], dtype=np.int8,
+)  # fmt: skip
+
+
 class LedgerObserver:
     """The ledger's side of a send: users in flight before each request, outcomes after.
 
@@ -651,40 +711,53 @@ class LedgerObserver:
         Per row of the plan sent, its user's number (-1: none).
     keys : ndarray of object
         Per user number, its key.
-    digests, reverts : ndarray of object, optional
-        Per user number, its digest and revert info (computed before the send, for the users
-        sent); ``None`` for revert identifications.
+    users : UserGroups, optional
+        The users sent, whose digests are computed request by request, just before each
+        request's users are written in flight (not all before the first request); ``None`` for
+        revert identifications.
+    reverts : ndarray of object or RevertBlocks, optional
+        Per user number, its revert info (for the users sent).
     n_rows : ndarray of int64, optional
         Per user number, its rows in this run.
     """
 
     def __init__(
         self, run: Run, row_user: np.ndarray, keys: np.ndarray, *,
-        digests: np.ndarray | None = None, reverts: np.ndarray | None = None,
+        users: UserGroups | None = None, reverts: np.ndarray | RevertBlocks | None = None,
         n_rows: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         self.run = run
         self.row_user = row_user
         self.keys = keys
-        self.digests = digests
+        self.users = users
         self.reverts = reverts
         self.n_rows = n_rows
         self.flown = np.zeros(len(keys), dtype=bool)
         self.interrupted = False
+        if users is not None:
+            # per user: its send and place in it, rows not final yet, outcome flags so far
+            self._send = np.full(len(keys), -1, dtype=np.int64)
+            self._place = np.zeros(len(keys), dtype=np.int64)
+            self._left = (np.ones(len(keys), dtype=np.int64) if n_rows is None
+                          else np.asarray(n_rows, dtype=np.int64).copy())  # fmt: skip
+            self._flags = np.zeros(len(keys), dtype=np.int8)
+            self._sizes: dict[int, int] = {}
 
     def before_request(self, rows: np.ndarray) -> None:
-        users = pd.unique(self.row_user[rows])
-        users = users[(users >= 0) & ~self.flown[users]]
+        users = self.row_user[rows]
+        users = np.unique(users[(users >= 0) & ~self.flown[np.maximum(users, 0)]])
         if not len(users):
             return
         keys = self.keys[users].tolist()
-        if self.digests is None:
+        if self.users is None:
             self.run.mark_revert_in_flight(keys)
         else:
-            assert self.reverts is not None and self.n_rows is not None
-            self.run.mark_in_flight(keys, self.digests[users].tolist(),
-                                    self.reverts[users].tolist(),
-                                    rows=self.n_rows[users].tolist())  # fmt: skip
+            assert self.reverts is not None
+            send = self.run.mark_request_in_flight(keys, self.users.digests(users),
+                                                   self.reverts[users].tolist())  # fmt: skip
+            self._send[users] = send
+            self._place[users] = np.arange(len(users))
+            self._sizes[send] = len(users)
         self.flown[users] = True
 
     def after_rows_final(self, rows: np.ndarray, statuses: np.ndarray) -> None:
@@ -692,8 +765,31 @@ class LedgerObserver:
         mine = (users >= 0) & self.flown[np.maximum(users, 0)]
         if not mine.any():
             return
-        names = np.array(STATUSES, dtype=object)[statuses[mine]]
-        self.run.mark_done(self.keys[users[mine]].tolist(), names.tolist())
+        if self.users is None:
+            names = np.array(STATUSES, dtype=object)[statuses[mine]]
+            self.run.mark_done(self.keys[users[mine]].tolist(), names.tolist())
+            return
+        users = users[mine]
+        np.subtract.at(self._left, users, 1)
+        np.bitwise_or.at(self._flags, users, _STATUS_FLAG[statuses[mine]])
+        final = pd.unique(users[self._left[users] == 0])
+        if not len(final):
+            return
+        self._left[final] = -1  # final: never counted again
+        flags = self._flags[final]
+        codes = np.where(flags == 1, ACKNOWLEDGED,
+                         np.where(flags == 2, FAILED, OUTCOME_UNKNOWN))
+        sends = self._send[final]
+        order = np.argsort(sends, kind="stable")
+        sends, places, codes = sends[order], self._place[final][order], codes[order]
+        cuts = np.flatnonzero(np.diff(sends)) + 1
+        out = {}
+        for part in np.split(np.arange(len(sends)), cuts):
+            send = int(sends[part[0]])
+            got = np.zeros(self._sizes[send], dtype=np.int8)
+            got[places[part]] = codes[part]
+            out[send] = got.tobytes()
+        self.run.mark_request_done(out)
 
     def send_over(self, interrupted: bool) -> None:
         self.interrupted = interrupted
@@ -728,14 +824,10 @@ def send_sync(
                 (np.flatnonzero(status_of_row == PLAN_UNCHANGED), UNCHANGED, None),
                 (np.flatnonzero(status_of_row == HELD), UNKNOWN, users.kind.held_reason),
             ]
-            # digests and revert infos of the users sent, before the first request leaves
-            to_send = np.flatnonzero(splan.send)
-            digests = np.full(len(users), None, dtype=object)
-            reverts = np.full(len(users), None, dtype=object)
-            if len(to_send):
-                digests[to_send] = users.digests(to_send)
-                reverts[to_send] = revert_infos(plan, users, to_send, columns)
-            observer = LedgerObserver(run, users.code, users.keys, digests=digests,
+            # the digests and revert infos of the users sent are computed as requests need
+            # them, just before their users are written in flight
+            reverts = RevertBlocks(plan, users, splan.send, columns)
+            observer = LedgerObserver(run, users.code, users.keys, users=users,
                                       reverts=reverts, n_rows=users.n_rows)  # fmt: skip
             result = send_plan(plan, settings, progress_callback=progress_callback,
                                observer=observer, settled=settled)  # fmt: skip

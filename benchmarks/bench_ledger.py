@@ -3,7 +3,8 @@
 What a sender adds to a send when ``sync=`` is on, measured without the network:
 
 - **first run**: for every request of 1000 users, ``mark_in_flight`` then ``mark_done``
-  (every user acknowledged), then ``finish`` (which folds the run's log into the users);
+  (every user acknowledged), then ``finish`` (which folds the run's log into the users when it is
+  small; a large first run's log stays as written);
 - **re-run, all unchanged**: ``Run.state()`` (read the job back under the lock), then
   ``plan_sync`` of the same digests (every user ``unchanged``, nothing to write);
 - **summaries**: ``summarize_user`` of one JSON identification per user (digest, idempotency,

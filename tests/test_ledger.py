@@ -662,6 +662,7 @@ def test_kill_9_at_a_random_point_never_claims_an_unanswered_user(
         check(outcomes(ledger, job), recovered=True)
         conn = sqlite3.connect(path)
         assert conn.execute("SELECT count(*) FROM flights").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM sends").fetchone()[0] == 0  # folded
         conn.close()
 
 
@@ -844,3 +845,147 @@ def test_a_failed_write_leaves_no_transaction_open(ledger: Ledger, path: Path) -
         run.mark_in_flight(["a"], [d(1)])
         run.mark_done(["a"], "acknowledged")
     assert outcomes(ledger, job) == {"a": "acknowledged"}
+
+
+# --- the log of sends, folded or not -------------------------------------------------------------
+
+_INFOS = [RevertInfo(set=("p",)), RevertInfo(added=(("t", ('"v"',)),)), RevertInfo(set=("q",))]
+
+
+def _two_runs(ledger: Ledger) -> None:
+    """Every path a user's entry can take: acknowledged, failed, unknown, left in flight,
+    changed, reverted (acknowledged and failed) and let go."""
+    job = ledger.job("j", URL, KEY)
+    with ledger.begin_run(job) as run:
+        run.mark_in_flight(list("abcdefg"), [d(n) for n in range(7)],
+                           [_INFOS[0]] * 4 + [_INFOS[1]] * 3, rows=[1, 1, 1, 1, 1, 1, 2])
+        run.mark_done(list("abcdef"), ["acknowledged"] * 4 + ["failed", "unknown"])
+        run.mark_done(["g"], "acknowledged")  # one of g's two rows: g stays in flight
+    with ledger.begin_run(job) as run:
+        run.mark_in_flight(["a", "b"], [d(10), d(11)], [_INFOS[2], _INFOS[2]])
+        run.mark_done(["a", "b"], ["acknowledged", "failed"])
+        run.mark_revert_in_flight(["c", "d"])
+        run.mark_done(["c", "d"], ["acknowledged", "failed"])
+        run.mark_left(["e", "f", "c"])  # c was reverted: no member, not let go
+
+
+#: What the two runs leave, worked out by hand: key -> (outcome, action, digest, revert info).
+_AFTER_TWO_RUNS = {
+    "a": ("acknowledged", "sync", d(10), _INFOS[0].union(_INFOS[2])),
+    "b": ("failed", "sync", d(11), _INFOS[0]),  # failed: what was in effect stays
+    "c": ("acknowledged", "revert", None, None),
+    "d": ("failed", "revert", d(3), _INFOS[0]),
+    "e": ("failed", "kept", d(4), None),  # a new user whose send failed: nothing in effect
+    "f": ("unknown", "kept", d(5), _INFOS[1]),
+    "g": ("unknown", "sync", d(6), _INFOS[1]),
+}
+
+
+def _users(ledger: Ledger) -> dict[str, tuple[object, ...]]:
+    frame = ledger.users("j")
+    return {
+        row.key: (row.outcome, row.action,
+                  None if row.digest is None else bytes.fromhex(row.digest),
+                  None if row.revert is None else RevertInfo.from_json(row.revert))
+        for row in frame.itertuples()
+    }  # fmt: skip
+
+
+def _log_rows(path: Path) -> tuple[int, int]:
+    conn = sqlite3.connect(path)
+    try:
+        return (conn.execute("SELECT count(*) FROM sends").fetchone()[0],
+                conn.execute("SELECT count(*) FROM users").fetchone()[0])  # fmt: skip
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("fold_below", [0, 50_000])
+def test_the_log_reads_the_same_folded_or_not(
+    path: Path, monkeypatch: pytest.MonkeyPatch, fold_below: int
+) -> None:
+    monkeypatch.setattr("amp_pandas._ledger._FOLD_BELOW", fold_below)
+    with Ledger(path) as ledger:
+        _two_runs(ledger)
+        assert _users(ledger) == _AFTER_TWO_RUNS
+        state = ledger.state(ledger.job("j", URL, KEY))
+        assert dict(zip(state.keys, state.member_mask().tolist(), strict=True)) == {
+            "a": True, "b": True, "c": False, "d": True, "e": False, "f": False, "g": True}
+    sends, users = _log_rows(path)
+    if fold_below:  # small runs are folded when they end
+        assert (sends, users) == (0, 7)
+    else:  # two runs, neither larger than twice the other: the log stays as written
+        assert (sends, users) == (4, 0)
+        monkeypatch.setattr("amp_pandas._ledger._FOLD_BELOW", 50_000)
+        with Ledger(path) as ledger:
+            with ledger.begin_run(ledger.job("j", URL, KEY)):
+                pass  # the next run's end folds it
+            assert _users(ledger) == _AFTER_TWO_RUNS
+        assert _log_rows(path) == (0, 7)
+
+
+def test_a_log_larger_than_twice_its_largest_run_is_folded(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("amp_pandas._ledger._FOLD_BELOW", 0)
+    with Ledger(path) as ledger:
+        job = ledger.job("j", URL, KEY)
+        for n in range(3):
+            with ledger.begin_run(job) as run:
+                run.mark_in_flight(["a", "b"], [d(n + 1), d(n + 1)])
+                run.mark_done(["a", "b"], ["acknowledged", "failed"])
+            assert _log_rows(path) == ((n + 1, 0) if n < 2 else (0, 2))
+            assert _users(ledger) == {"a": ("acknowledged", "sync", d(n + 1), RevertInfo()),
+                                      "b": ("failed", "sync", d(n + 1), None)}  # fmt: skip
+
+
+def test_a_live_runs_log_is_in_flight_and_a_dead_ones_unknown(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("amp_pandas._ledger._FOLD_BELOW", 0)
+    with Ledger(path) as ledger:
+        job = ledger.job("j", URL, KEY)
+        run = ledger.begin_run(job)
+        run.mark_in_flight(["a", "b"], [d(1), d(2)])
+        run.mark_done(["a"], "acknowledged")
+        assert outcomes(ledger, job) == {"a": "acknowledged", "b": "in_flight"}
+        run.finish()
+        with ledger.begin_run(job) as second:
+            second.mark_in_flight(["c"], [d(3)])
+            # b's run is over: unknown; c is in flight in the live run
+            assert outcomes(ledger, job) == {"a": "acknowledged", "b": "unknown",
+                                             "c": "in_flight"}  # fmt: skip
+        assert outcomes(ledger, job) == {"a": "acknowledged", "b": "unknown", "c": "unknown"}
+
+
+def test_a_schema_2_ledger_with_a_dead_runs_log_is_migrated(path: Path) -> None:
+    """A run of schema 2 died with its log (``flights``, ``done``) unfolded: after the
+    migration its answered user is kept, its unanswered one is unknown."""
+    with Ledger(path):
+        pass
+    conn = sqlite3.connect(path)
+    conn.executescript("DROP TABLE sends; DROP TABLE answers; PRAGMA user_version = 2;")
+    fp_row = conn.execute("SELECT value FROM meta WHERE name = 'salt'").fetchone()
+    fp = hashlib.sha256(f"{fp_row[0]}\x00{KEY}".encode()).hexdigest()[:32]
+    conn.execute("INSERT INTO jobs VALUES (1, 'j', ?, ?, 0)", (URL, fp))
+    conn.execute("INSERT INTO runs VALUES (1, 1, 4194305, 'elsewhere-host', 100, NULL, "
+                 "'running', NULL)")  # fmt: skip
+    conn.execute("INSERT INTO reverts VALUES (1, 1, ?)", (RevertInfo().to_json(),))
+    conn.execute("INSERT INTO flights VALUES (1, 1, 1, 'a', ?, 0, 1, 100)", (d(1),))
+    conn.execute("INSERT INTO flights VALUES (2, 1, 1, 'b', ?, 0, 1, 100)", (d(2),))
+    conn.execute("INSERT INTO done VALUES (1, 1, 1, 1)")
+    conn.commit()
+    conn.close()
+    with Ledger(path) as ledger:
+        job = ledger.job("j", URL, KEY)
+        assert outcomes(ledger, job) == {"a": "acknowledged", "b": "unknown"}
+        with ledger.begin_run(job) as run:
+            run.mark_in_flight(["c"], [d(3)])
+            run.mark_done(["c"], "acknowledged")
+        assert _users(ledger) == {"a": ("acknowledged", "sync", d(1), RevertInfo()),
+                                  "b": ("unknown", "sync", d(2), RevertInfo()),
+                                  "c": ("acknowledged", "sync", d(3), RevertInfo())}  # fmt: skip
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("SELECT count(*) FROM flights").fetchone()[0] == 0
+    conn.close()

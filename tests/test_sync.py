@@ -417,7 +417,7 @@ def test_a_schema_1_ledger_is_migrated_and_used(sb: Sandbox, path: Path) -> None
     assert result.removed["user_id"].tolist() == ["user-9"]
     assert sent_users(sb) == ["user-2"]
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     conn.close()
 
 
