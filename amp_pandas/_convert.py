@@ -723,6 +723,23 @@ def object_cells(series: pd.Series) -> np.ndarray:
     [{'a': 1}, {'a': None}]
     """
     dtype = series.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_timestamp(dtype.pyarrow_dtype):
+        # numpy datetime64 cells, each exact: pandas 2.2 converts an Arrow timestamp outside
+        # datetime64[ns]'s years through nanoseconds (and crashes the interpreter on some)
+        stamps = _arrow_timestamps(series, dtype.pyarrow_dtype)
+        out = np.empty(len(stamps), dtype=object)
+        out[:] = list(stamps)
+        out[series.isna().to_numpy()] = None
+        return out
+    if isinstance(dtype, np.dtype | pd.DatetimeTZDtype) and dtype.kind == "M":
+        # the same for numpy datetimes, zoned ones as their UTC instants (pandas 2.2 turns
+        # cells of s/ms/us units past year 2262 into Timestamps through nanoseconds, and crashes)
+        naive = series.dt.tz_convert(None) if isinstance(dtype, pd.DatetimeTZDtype) else series
+        stamps = naive.to_numpy()
+        out = np.empty(len(stamps), dtype=object)
+        out[:] = list(stamps)
+        out[np.isnat(stamps)] = None
+        return out
     if isinstance(dtype, pd.ArrowDtype) and pa.types.is_nested(dtype.pyarrow_dtype):
         cells = pa.array(series.array).to_pylist(maps_as_pydicts="strict")
         out = np.empty(len(cells), dtype=object)

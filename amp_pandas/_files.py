@@ -38,6 +38,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ._arrow import to_pandas
@@ -263,6 +264,10 @@ def type_text_columns(
     types = ColumnTypes(keep_text, column_types)
     types.observe(frame)
     return types.apply(frame)
+
+
+#: The name of the column that catches a field past the header's last one.
+_EXTRA_FIELD = "\x00extra field"
 
 
 def _csv_options(kind: str, missing: Sequence[str]) -> dict[str, Any]:
@@ -526,13 +531,29 @@ class TextFile:
 
     def _raw_chunks(self, columns: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
         if self.kind in ("csv", "tsv"):
-            # every column is read (not ``usecols``): a row with more fields than the header
-            # is then an error here as in read_table, not silently cut short
+            # every column is read (not ``usecols``), plus one more: a row with more fields than
+            # the header is then an error here as in read_table, not silently cut short (pandas
+            # 2.2's chunked reader drops a row's extra field without a word)
             reader = pd.read_csv(
-                self.path, chunksize=chunk_rows, **_csv_options(self.kind, self.missing)
+                self.path,
+                chunksize=chunk_rows,
+                header=None,
+                skiprows=1,
+                names=[*self.names, _EXTRA_FIELD],
+                **_csv_options(self.kind, self.missing),
             )
+            start = 0
             with reader:
                 for chunk in reader:
+                    extra = np.flatnonzero(chunk[_EXTRA_FIELD].notna().to_numpy())
+                    if len(extra):
+                        line = start + int(extra[0]) + 2  # 1-based, after the header line
+                        raise InputFileError(
+                            f"cannot read {self.path}: line {line} has more fields than the "
+                            f"header's {len(self.names)}; fix the file (quote a value that "
+                            "holds the separator)"
+                        )
+                    start += len(chunk)
                     yield chunk.loc[:, columns]
             return
         records: list[dict[str, Any]] = []

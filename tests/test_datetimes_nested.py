@@ -79,8 +79,12 @@ def test_every_holder_of_an_instant_sends_its_utc_text(case: tuple[str, str, lis
         "datetime64[unit, zone]": aware,
         "ArrowDtype timestamp[unit, tz]": pd.Series(pd.arrays.ArrowExtensionArray(arrow)),
         "Arrow table through to_pandas": to_pandas(pa.table({"t": arrow}))["t"],
-        "object Timestamps": pd.Series(list(aware), dtype=object),
     }
+    # Python-level Timestamps of such a column: pandas 2.2 builds them through nanoseconds and
+    # crashes past datetime64[ns]'s years (1677-2262), so that holder is taken only within them
+    in_ns = all(abs(v) // PER_SECOND[unit] < 9_223_372_036 for v in values)
+    if in_ns:
+        holders["object Timestamps"] = pd.Series(list(aware), dtype=object)
     for name, column in holders.items():
         df = pd.DataFrame({"uid": uid, "t": column.to_numpy() if name == "object Timestamps"
                            else column.array})
@@ -88,10 +92,11 @@ def test_every_holder_of_an_instant_sends_its_utc_text(case: tuple[str, str, lis
         assert got == want, (name, unit, zone, values)
         fields = [p["platform"] for p in sent(df, fields={"platform": "t"})]
         assert fields == want, (name, "field", unit, zone, values)
-    listed = pd.DataFrame({"uid": uid, "t": pd.Series([[x] for x in aware], dtype=object)})
-    assert [p["user_properties"]["$set"]["t"] for p in sent(listed, set=["t"])] == [
-        [w] for w in want
-    ]
+    if in_ns:
+        listed = pd.DataFrame({"uid": uid, "t": pd.Series([[x] for x in aware], dtype=object)})
+        assert [p["user_properties"]["$set"]["t"] for p in sent(listed, set=["t"])] == [
+            [w] for w in want
+        ]
     if unit != "ns":  # datetime holds microseconds: the stdlib's own aware datetimes
         pydt = [(EPOCH + dt.timedelta(microseconds=v * 10**6 // PER_SECOND[unit]))
                 .astimezone(zoneinfo.ZoneInfo(zone)) for v in values]  # fmt: skip
