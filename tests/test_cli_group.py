@@ -8,23 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import redirect_stderr
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from _support.cli import run
 
 from amp_pandas import cli
 from amp_pandas.sandbox import Sandbox
 
 KEY = "cli-group-key-7f3a9c2e"
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ every cell is a plain number that a double (or an int64) holds exactly, else as 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
@@ -16,12 +15,12 @@ import signal
 import subprocess
 import sys
 import time
-from contextlib import redirect_stderr, redirect_stdout
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from _support.cli import run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,13 +28,6 @@ from amp_pandas import cli
 from amp_pandas.sandbox import Sandbox
 
 KEY = "cli-reading-key-5d1e0a7b"
-
-
-def run(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
