@@ -887,7 +887,8 @@ class Ledger:
                     f"sync job {job.name!r} is already running: process {other_pid} on "
                     f"{other_host}, started {_iso(started)}. Nothing was sent. Wait for it to "
                     f"finish (if that process is gone for good: "
-                    f"amp_pandas.Ledger({str(self.path)!r}).unlock({job.name!r})).",
+                    f"amp_pandas.Ledger({str(self.path)!r}).unlock({job.name!r}), or "
+                    f"amp-pandas ledger unlock {job.name!r} --ledger {str(self.path)!r}).",
                     path=str(self.path), job=job.name, pid=other_pid, host=other_host,
                     started=_iso(started),
                 )
@@ -922,14 +923,38 @@ class Ledger:
             f"pending = NULL WHERE job = ? AND outcome = {IN_FLIGHT}", (job_id,),
         )
 
-    def unlock(self, job: str | int) -> None:
-        """Release a job's lock by hand (a run on another host that will never finish).
+    def unlock(self, job: str | int) -> tuple[int, str] | None:
+        """Release a job's lock by hand: for a run on another host that will never finish (a
+        holder on this host that is gone is taken over by the next run without this).
 
-        Its users in flight become ``unknown``. Only for a holder known to be gone.
+        Its users in flight become ``unknown``. Returns the holder's ``(pid, host)``, or
+        ``None`` when the job held no lock.
+
+        Raises
+        ------
+        LedgerLockedError
+            The holder is a process on this host that is still running: it is not released
+            (stop that process first; its run then ends by itself).
         """
         with self._write() as conn:
+            held = None
             for job_id in self._one(job):
+                row = conn.execute("SELECT pid, host, started FROM locks WHERE job = ?",
+                                   (job_id,)).fetchone()  # fmt: skip
+                live = self._live_lock(conn, job_id)
+                if live is not None and live[2] == socket.gethostname():
+                    _, pid, host, _, started = live
+                    raise LedgerLockedError(
+                        f"sync job {job!r} is running: process {pid} on this host, started "
+                        f"{_iso(started)}. Its lock was not released; stop that process "
+                        "first (its run then ends by itself).",
+                        path=str(self.path), job=str(job), pid=pid, host=host,
+                        started=_iso(started),
+                    )
                 self._release(conn, job_id, time.time())
+                if row is not None:
+                    held = (int(row[0]), str(row[1]))
+            return held
 
     def _one(self, job: str | int) -> list[int]:
         ids = self._resolve(job)

@@ -44,8 +44,14 @@ class Payloads:
         """The JSON texts of ``rows`` (positions of rows that are sent), in that order."""
         raise NotImplementedError
 
-    def json_array(self, rows: np.ndarray) -> bytes:
-        """``[text,text,...]`` of ``rows``, UTF-8 encoded: the request's identification field."""
+    def request_texts(self, rows: np.ndarray) -> Any:
+        """The texts of a request's ``rows`` written ahead of :meth:`json_array` (which then
+        only joins them), or ``None`` where writing them is no work (texts held as ``str``)."""
+        return None
+
+    def json_array(self, rows: np.ndarray, texts: Any = None) -> bytes:
+        """``[text,text,...]`` of ``rows``, UTF-8 encoded: the request's identification field
+        (``texts``: what :meth:`request_texts` gave for the same rows, if anything)."""
         return ("[" + ",".join(self.texts(rows)) + "]").encode()
 
     def has_text(self, position: int) -> bool:
@@ -185,10 +191,17 @@ class ArrowPayloads(Payloads):
     def texts(self, rows: np.ndarray) -> list[str]:
         return self.render(rows).to_pylist()
 
-    def json_array(self, rows: np.ndarray) -> bytes:
+    def request_texts(self, rows: np.ndarray) -> pa.Array:
+        """The texts of ``rows`` as one ``large_string`` array, each ending in ``"},"``: what
+        :meth:`json_array` joins."""
+        return self.render(rows, close="},")
+
+    def json_array(self, rows: np.ndarray, texts: pa.Array | None = None) -> bytes:
         if not len(rows):
             return b"[]"
-        text = self.render(rows, close="},")
+        text = self.request_texts(rows) if texts is None else texts
+        if len(text) != len(rows):
+            raise ValueError("json_array: texts written for other rows")
         _, offsets, data = text.buffers()
         bounds = np.frombuffer(offsets, dtype=np.int64, count=len(text) + 1, offset=8 * text.offset)
         # the texts back to back, each ending in "," -- the last comma gives way to the bracket

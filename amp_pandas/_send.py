@@ -68,7 +68,17 @@ _POLL = 0.05
 class SendObserver(Protocol):
     """Hooks the send loop calls from the thread that called :func:`send_plan` (a sync run's
     ledger writes them down). An exception raised by a hook stops the send: nothing more is
-    dispatched, the requests in flight are awaited, and the exception is raised at the end."""
+    dispatched, the requests in flight are awaited, and the exception is raised at the end.
+
+    An observer may also have a ``prepare(rows, texts)`` method, for spare time: ``rows`` are to
+    leave in a later request, whose identifications are written ahead (``texts``, from
+    :meth:`~amp_pandas._payloads.Payloads.request_texts`; ``None`` when the payloads hold them
+    as they are). It works out now what :meth:`before_request` will need for them, so that the
+    hook on the request's path only writes, and records nothing (the rows may never leave).
+    The loop calls it with the requests in send order, one at a time and at most
+    ``max_workers`` ahead, whenever it would otherwise wait for an answer; the texts written
+    for it are the ones the request then sends (they are written once).
+    """
 
     def before_request(self, rows: np.ndarray) -> None:
         """``rows`` (positions) are about to leave in one request (a retry too)."""
@@ -160,6 +170,11 @@ def send_plan(
     return result
 
 
+def _observer_prepares(observer: SendObserver | None) -> bool:
+    """Whether ``observer`` has work to do ahead of requests (a ``prepare`` hook)."""
+    return observer is not None and callable(getattr(observer, "prepare", None))
+
+
 def user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first caller outside amp_pandas."""
     frame = sys._getframe(1)
@@ -209,6 +224,8 @@ class _Sender:
         self.boundary = new_boundary()
         self.requests_made = 0
         self.callback = callback
+        self.ahead: list[np.ndarray] = []  # requests not yet prepared (see SendObserver.prepare)
+        self.written: dict[bytes, object] = {}  # rows (as bytes) -> their texts, written ahead
 
     # ------------------------------------------------------------------ run
     def run(self) -> pd.DataFrame:
@@ -222,6 +239,8 @@ class _Sender:
         self.queue = Scheduler(
             plan, chunks, self.rows.done, s.batch_size, MAX_BODY_BYTES - overhead, s.throttle_pause
         )
+        if _observer_prepares(self.observer):
+            self.ahead = chunks[::-1]  # popped from the end: in send order
         own_session = s.session is None
         self.conn = Connection.open(s.session, s.endpoint, s.max_workers)
         executor = (
@@ -299,11 +318,43 @@ class _Sender:
                     self._deadlock()
                     return
             self._report(now)
+            if self.inflight and self._prepare_ahead():
+                continue
             timeout = max(0.0, min(_POLL, next_time - now))
             if self.inflight:
                 wait(list(self.inflight), timeout=timeout, return_when=FIRST_COMPLETED)
             else:
                 time.sleep(timeout)
+
+    def _prepare_ahead(self) -> bool:
+        """Spend time the loop would wait on preparing the next request ahead (one); ``False``
+        when there is nothing to prepare. An answer that has come in is handled first."""
+        if not self.ahead or self.observer_error is not None:
+            return False
+        if len(self.written) >= self.settings.max_workers:
+            # texts whose rows went in another request (coalesced after a pause) are dropped
+            for key in [k for k in self.written if self._gone(np.frombuffer(k, np.int64))]:
+                del self.written[key]
+            if len(self.written) >= self.settings.max_workers:
+                return False
+        if any(f.done() for f in self.inflight):
+            return True
+        rows = self.ahead.pop()
+        while self._gone(rows):  # sent before its turn came: nothing to prepare
+            if not self.ahead:
+                return False
+            rows = self.ahead.pop()
+        texts = self.plan.payload.request_texts(rows)
+        if texts is not None:
+            self.written[rows.tobytes()] = texts
+        self._observe("prepare", rows, texts)
+        return True
+
+    def _gone(self, rows: np.ndarray) -> bool:
+        """Whether a request's ``rows`` have been sent (or are final): its first row tells, as a
+        request's rows first leave together."""
+        state, first = self.rows, int(rows[0])
+        return bool(state.sent_unanswered[first] or state.attempts[first] or state.done[first])
 
     # ------------------------------------------------------------------ requests
     def _submit(self, executor: ThreadPoolExecutor, item: Item) -> None:
@@ -314,13 +365,16 @@ class _Sender:
         # Mark first: if Ctrl-C lands between these lines, the rows count as sent and end
         # 'unknown' rather than 'not_sent' -- pessimistic, never wrong.
         self.rows.sent_unanswered[item.rows] = True
-        future = executor.submit(self._request, item.rows)
+        texts = self.written.pop(item.rows.tobytes(), None) if self.written else None
+        future = executor.submit(self._request, item.rows, texts)
         self.inflight[future] = item
         self.requests_made += 1
 
-    def _request(self, rows: np.ndarray) -> tuple[Outcome, int]:
-        """Runs in a worker: encode one body, POST it. Touches no shared state."""
-        body, kind = encode_request(self._key, self.plan.payload.json_array(rows), self.boundary)
+    def _request(self, rows: np.ndarray, texts: object = None) -> tuple[Outcome, int]:
+        """Runs in a worker: encode one body (from ``texts`` when they were written ahead),
+        POST it. Touches no shared state."""
+        array = self.plan.payload.json_array(rows, texts)
+        body, kind = encode_request(self._key, array, self.boundary)
         conn = self.conn
         outcome = post(
             conn.session,

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ._amplitude import (
     MAX_GROUP_IDENTIFICATIONS,
@@ -55,7 +56,6 @@ from ._sync import (
     HELD_REASON,
     OUTCOMES,
     LedgerState,
-    RevertInfo,
     SyncPlan,
     group_key,
     identification_digest,
@@ -87,7 +87,7 @@ __all__ = [
     "REMOVED_COLUMNS",
     "USERS",
     "LedgerObserver",
-    "RevertBlocks",
+    "LazyReverts",
     "RevertColumns",
     "SyncKind",
     "SyncOptions",
@@ -309,7 +309,7 @@ class UserGroups:
                                        offset=8 * text.offset)  # fmt: skip
                 if len(rows) != len(part):  # users of several rows: one slice each
                     bounds = bounds[np.concatenate(([0], np.cumsum(counts)))]
-                self._digest[part] = identification_digests(data, bounds.tolist())
+                self._digest[part] = identification_digests(data, bounds)
                 continue
             texts = self.payload.texts(rows)
             if len(rows) == len(part):
@@ -321,6 +321,31 @@ class UserGroups:
                 at += c
             self._digest[part] = out
         return self._digest[users].tolist()
+
+    def digests_from_request(self, rows: np.ndarray, texts: Any) -> None:
+        """Digest, from a request's texts written ahead (:meth:`ArrowPayloads.request_texts
+        <amp_pandas._payloads.ArrowPayloads.request_texts>` of ``rows``: each text ends in
+        ``"},"``), the users of ``rows`` that have that one row, so that :meth:`digests` finds
+        them done; the texts are not written a second time. The others are left as they are.
+        """
+        if not isinstance(texts, pa.Array) or len(texts) != len(rows) or not len(rows):
+            return
+        users = self.code[rows]
+        ours = (users >= 0) & (self.n_rows[np.maximum(users, 0)] == 1)
+        ours &= pd.isna(self._digest[np.maximum(users, 0)])
+        if not ours.any():
+            return
+        _, offsets, data = texts.buffers()
+        bounds = np.frombuffer(offsets, dtype=np.int64, count=len(texts) + 1,
+                               offset=8 * texts.offset)  # fmt: skip
+        lo, hi = int(bounds[0]), int(bounds[-1])
+        # the same bytes as digests() hashes: each text followed by a newline, not a comma
+        buf = np.frombuffer(data, dtype=np.uint8, count=hi - lo, offset=lo).copy()
+        buf[bounds[1:] - lo - 1] = 0x0A
+        at = np.flatnonzero(ours)
+        digests = np.empty(len(rows), dtype=object)
+        digests[:] = identification_digests(buf, bounds - lo)  # every row: no Python loop
+        self._digest[users[at]] = digests[at]
 
     def digest_array(self, users: np.ndarray) -> np.ndarray:
         """Every user's digest as ``S16``, computed for ``users`` only (zeros elsewhere)."""
@@ -414,20 +439,22 @@ class RevertColumns:
     property (or what cannot be undone, or operation) which rows hold it, and the values list
     operations add. Built by :func:`revert_columns`; nothing is parsed."""
 
+    n_rows: int
     set_properties: dict[str, np.ndarray]
     added: dict[str, np.ndarray]
     irreversible: dict[str, np.ndarray]
     non_idempotent: dict[str, np.ndarray]
+    _all: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def infos(self, rows: np.ndarray) -> np.ndarray:
-        """The revert info of each of ``rows`` (positions)."""
-        return revert_infos_of_rows(
-            len(rows),
-            set_properties={p: m[rows] for p, m in self.set_properties.items()},
-            added={p: v[rows] for p, v in self.added.items()},
-            irreversible={p: m[rows] for p, m in self.irreversible.items()},
-            non_idempotent={p: m[rows] for p, m in self.non_idempotent.items()},
-        )
+        """The revert info of each of ``rows`` (positions). Every row's is worked out at the
+        first call, at once (rows with equal values share one object), and then looked up."""
+        if self._all is None:
+            self._all = revert_infos_of_rows(
+                self.n_rows, set_properties=self.set_properties, added=self.added,
+                irreversible=self.irreversible, non_idempotent=self.non_idempotent,
+            )  # fmt: skip
+        return self._all[rows]
 
 
 def _plain_values(values: Any) -> bool:
@@ -505,7 +532,7 @@ def revert_columns(df: pd.DataFrame, spec: IdentifySpec) -> RevertColumns | None
         if mask is None:
             return None
         lost[slot.key] = mask
-    return RevertColumns(sets, added, lost, ops)
+    return RevertColumns(n, sets, added, lost, ops)
 
 
 def group_revert_columns(df: pd.DataFrame, spec: GroupSpec) -> RevertColumns | None:
@@ -518,8 +545,9 @@ def group_revert_columns(df: pd.DataFrame, spec: GroupSpec) -> RevertColumns | N
 
 def revert_infos(
     plan: Plan, users: UserGroups, which: np.ndarray, columns: RevertColumns | None = None
-) -> list[RevertInfo]:
-    """What undoes the identifications of the users ``which`` (user numbers), in that order.
+) -> np.ndarray:
+    """What undoes the identifications of the users ``which`` (user numbers), in that order:
+    an object array of :class:`~amp_pandas._sync.RevertInfo`.
 
     From ``columns`` when given (:func:`revert_columns`: nothing parsed); else each row sent
     is parsed once, and rows that differ only in ids and ``$set``-like values share one revert
@@ -528,16 +556,19 @@ def revert_infos(
     which = np.asarray(which, dtype=np.int64)
     rows = users.user_rows(which)
     if columns is not None:
-        infos: list[RevertInfo] = columns.infos(rows).tolist()
+        infos = columns.infos(rows)
     else:
-        infos = []
+        infos = np.empty(len(rows), dtype=object)
         for start in range(0, len(rows), _CHUNK):
-            infos += [summarize_user((text,)).revert
-                      for text in plan.payload.texts(rows[start : start + _CHUNK])]  # fmt: skip
-    counts = users.n_rows[which]
+            part = rows[start : start + _CHUNK]
+            infos[start : start + len(part)] = [summarize_user((text,)).revert
+                                                for text in plan.payload.texts(part)]  # fmt: skip
     if len(rows) == len(which):  # one row per user: nothing to unite
         return infos
-    return union_by_user(np.repeat(np.arange(len(which)), counts), infos, len(which))
+    counts = users.n_rows[which]
+    out = np.empty(len(which), dtype=object)
+    out[:] = union_by_user(np.repeat(np.arange(len(which)), counts), infos.tolist(), len(which))
+    return out
 
 
 # --- the dry run --------------------------------------------------------------------------------
@@ -667,28 +698,31 @@ def preview_sync(
 # --- the send -----------------------------------------------------------------------------------
 
 
-class RevertBlocks:
-    """The revert infos of the users sent (``blocks[users]``), computed a block of user numbers
-    at a time when a request first needs one: not all before the first request leaves."""
-
-    BLOCK = 65_536
+class LazyReverts:
+    """The revert infos of the users sent (``reverts[users]``; ``None`` for a user not sent),
+    each worked out when first asked for (by a request, or ahead of it): not all before the
+    first request leaves."""
 
     def __init__(self, plan: Plan, users: UserGroups, send: np.ndarray,
                  columns: RevertColumns | None) -> None:  # fmt: skip
         self._plan, self._users, self._send, self._columns = plan, users, send, columns
         self._values = np.full(len(users), None, dtype=object)
-        self._done = np.zeros(len(users) // self.BLOCK + 1, dtype=bool)
+        self._done = ~np.asarray(send, dtype=bool)  # users not sent: None, nothing to do
 
     def __getitem__(self, which: np.ndarray) -> np.ndarray:
         which = np.asarray(which, dtype=np.int64)
-        blocks = np.unique(which // self.BLOCK)
-        for block in blocks[~self._done[blocks]].tolist():
-            lo = block * self.BLOCK
-            sel = np.flatnonzero(self._send[lo : lo + self.BLOCK]) + lo
-            if len(sel):
-                self._values[sel] = revert_infos(self._plan, self._users, sel, self._columns)
-            self._done[block] = True
+        todo = which[~self._done[which]]
+        if len(todo):
+            if len(todo) > 1 and not (np.diff(todo) > 0).all():  # each user once
+                todo = pd.unique(todo)
+            self._values[todo] = revert_infos(self._plan, self._users, todo, self._columns)
+            self._done[todo] = True
         return self._values[which]
+
+    @property
+    def computed(self) -> int:
+        """How many users sent have theirs worked out."""
+        return int((self._done & self._send).sum())
 
 
 #: Per result status code, the outcome flag a row brings to its user: acknowledged 1, failed 2,
@@ -715,7 +749,7 @@ class LedgerObserver:
         The users sent, whose digests are computed request by request, just before each
         request's users are written in flight (not all before the first request); ``None`` for
         revert identifications.
-    reverts : ndarray of object or RevertBlocks, optional
+    reverts : ndarray of object or LazyReverts, optional
         Per user number, its revert info (for the users sent).
     n_rows : ndarray of int64, optional
         Per user number, its rows in this run.
@@ -723,7 +757,7 @@ class LedgerObserver:
 
     def __init__(
         self, run: Run, row_user: np.ndarray, keys: np.ndarray, *,
-        users: UserGroups | None = None, reverts: np.ndarray | RevertBlocks | None = None,
+        users: UserGroups | None = None, reverts: np.ndarray | LazyReverts | None = None,
         n_rows: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         self.run = run
@@ -734,6 +768,9 @@ class LedgerObserver:
         self.n_rows = n_rows
         self.flown = np.zeros(len(keys), dtype=bool)
         self.interrupted = False
+        #: every user has one row: a request's users are its rows' (each once), and a user's
+        #: row that is final makes the user final
+        self._single = n_rows is None or bool((np.asarray(n_rows) == 1).all())
         if users is not None:
             # per user: its send and place in it, rows not final yet, outcome flags so far
             self._send = np.full(len(keys), -1, dtype=np.int64)
@@ -743,9 +780,28 @@ class LedgerObserver:
             self._flags = np.zeros(len(keys), dtype=np.int8)
             self._sizes: dict[int, int] = {}
 
-    def before_request(self, rows: np.ndarray) -> None:
+    def _new_users(self, rows: np.ndarray) -> np.ndarray:
+        """The users of ``rows`` not in flight yet, each once."""
         users = self.row_user[rows]
-        users = np.unique(users[(users >= 0) & ~self.flown[np.maximum(users, 0)]])
+        users = users[(users >= 0) & ~self.flown[np.maximum(users, 0)]]
+        return users if self._single else np.unique(users)
+
+    def prepare(self, rows: np.ndarray, texts: Any = None) -> None:
+        """Digest the users of ``rows`` (from the request's ``texts`` when they were written
+        ahead) and work out their revert infos, ahead of their request (spare time: the send
+        loop would otherwise wait); nothing is written."""
+        if self.users is None:
+            return
+        users = self._new_users(rows)
+        if len(users):
+            assert self.reverts is not None
+            if texts is not None:
+                self.users.digests_from_request(rows, texts)
+            self.users.digests(users)
+            self.reverts[users]
+
+    def before_request(self, rows: np.ndarray) -> None:
+        users = self._new_users(rows)
         if not len(users):
             return
         keys = self.keys[users].tolist()
@@ -770,21 +826,30 @@ class LedgerObserver:
             self.run.mark_done(self.keys[users[mine]].tolist(), names.tolist())
             return
         users = users[mine]
-        np.subtract.at(self._left, users, 1)
-        np.bitwise_or.at(self._flags, users, _STATUS_FLAG[statuses[mine]])
-        final = pd.unique(users[self._left[users] == 0])
-        if not len(final):
-            return
+        if self._single:
+            open_ = self._left[users] > 0  # (a row is final once; never count it twice)
+            final, flags = users[open_], _STATUS_FLAG[statuses[mine][open_]]
+            if not len(final):
+                return
+        else:
+            np.subtract.at(self._left, users, 1)
+            np.bitwise_or.at(self._flags, users, _STATUS_FLAG[statuses[mine]])
+            final = pd.unique(users[self._left[users] == 0])
+            if not len(final):
+                return
+            flags = self._flags[final]
         self._left[final] = -1  # final: never counted again
-        flags = self._flags[final]
         codes = np.where(flags == 1, ACKNOWLEDGED,
                          np.where(flags == 2, FAILED, OUTCOME_UNKNOWN))
-        sends = self._send[final]
-        order = np.argsort(sends, kind="stable")
-        sends, places, codes = sends[order], self._place[final][order], codes[order]
-        cuts = np.flatnonzero(np.diff(sends)) + 1
+        sends, places = self._send[final], self._place[final]
+        if (sends == sends[0]).all():  # most often: the users of one send
+            parts = [np.arange(len(sends))]
+        else:
+            order = np.argsort(sends, kind="stable")
+            sends, places, codes = sends[order], places[order], codes[order]
+            parts = np.split(np.arange(len(sends)), np.flatnonzero(np.diff(sends)) + 1)
         out = {}
-        for part in np.split(np.arange(len(sends)), cuts):
+        for part in parts:
             send = int(sends[part[0]])
             got = np.zeros(self._sizes[send], dtype=np.int8)
             got[places[part]] = codes[part]
@@ -826,7 +891,7 @@ def send_sync(
             ]
             # the digests and revert infos of the users sent are computed as requests need
             # them, just before their users are written in flight
-            reverts = RevertBlocks(plan, users, splan.send, columns)
+            reverts = LazyReverts(plan, users, splan.send, columns)
             observer = LedgerObserver(run, users.code, users.keys, users=users,
                                       reverts=reverts, n_rows=users.n_rows)  # fmt: skip
             result = send_plan(plan, settings, progress_callback=progress_callback,

@@ -79,11 +79,14 @@ def _parser() -> argparse.ArgumentParser:
                        "default 100000)")
     _add_common(ident, "user", "identifications per request", "send here instead (e.g. a sandbox)")
 
-    ledger = sub.add_parser("ledger", help="list, show or forget the sync jobs of the ledger")
+    ledger = sub.add_parser("ledger",
+                            help="list, show, forget or unlock the sync jobs of the ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     for name, what in (("list", "the jobs: endpoint, users, last run, outcomes"),
                        ("show", "the users of job JOB: outcome and what a revert undoes"),
-                       ("forget", "forget job JOB: its next run starts afresh")):  # fmt: skip
+                       ("forget", "forget job JOB: its next run starts afresh"),
+                       ("unlock", "release job JOB's lock, held by a run on another host "
+                        "that will never finish")):  # fmt: skip
         cmd = ledger_sub.add_parser(name, help=what)
         if name != "list":
             cmd.add_argument("job", metavar="JOB", help="the job's name (or its id)")
@@ -574,7 +577,7 @@ def _group_identify(args: argparse.Namespace) -> int:
 
 
 def _ledger(args: argparse.Namespace) -> int:
-    """``amp-pandas ledger list|show JOB|forget JOB``."""
+    """``amp-pandas ledger list|show JOB|forget JOB|unlock JOB``."""
     import pandas as pd
 
     from ._ledger import Ledger
@@ -599,6 +602,14 @@ def _ledger(args: argparse.Namespace) -> int:
             users["key"] = users["key"].map(key_label)
             with pd.option_context("display.max_colwidth", 80):
                 print(users.drop(columns=["digest"]).to_string(index=False))
+            return 0
+        if args.ledger_command == "unlock":
+            held = ledger.unlock(job)
+            if held is None:
+                print(f"sync job {job!r} holds no lock")
+            else:
+                print(f"released the lock of sync job {job!r} (process {held[0]} on {held[1]}); "
+                      "its users in flight are now unknown")  # fmt: skip
             return 0
         n = ledger.forget(job)
         print(f"forgot sync job {job!r} ({n:,} users); its next run sends every user")

@@ -7,18 +7,24 @@
   ``unchanged``, no request: the sandbox's request count is checked);
 - **ledger size**: bytes per user after the runs (file + WAL, checkpointed).
 
+The three runs are repeated in rounds (default 5), interleaved, so that the machine's drift
+affects them alike; the table gives medians (and ranges), and each first run is compared with
+the plain send of its own round.
+
 Usage::
 
-    python benchmarks/bench_sync.py              # 1,000,000 rows
-    python benchmarks/bench_sync.py --quick      # 20,000 rows, a few seconds
-    python benchmarks/bench_sync.py --rows 200000
+    python benchmarks/bench_sync.py              # 1,000,000 rows, 5 rounds
+    python benchmarks/bench_sync.py --quick      # 20,000 rows, one round, a few seconds
+    python benchmarks/bench_sync.py --rows 200000 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -42,9 +48,12 @@ def timed(fn):  # type: ignore[no-untyped-def]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--quick", action="store_true", help="20,000 rows")
+    parser.add_argument("--quick", action="store_true", help="20,000 rows, one round")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="rounds of the three runs, interleaved (default 5; 1 with --quick)")
     args = parser.parse_args(argv)
     n = 20_000 if args.quick else args.rows
+    rounds = args.rounds or (1 if args.quick else 5)
     df = reference_frame(n)
     sandbox = SandboxProcess()
 
@@ -55,33 +64,50 @@ def main(argv: list[str] | None = None) -> int:
                                        **sync)  # type: ignore[arg-type]  # fmt: skip
         return result
 
+    plain_t, first_t, again_t = [], [], []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            ledger = Path(tmp) / "ledger.sqlite3"
-            sandbox.reset()
-            plain, p_wall, p_cpu = timed(lambda: send())
-            assert (plain.status == "success").all()  # type: ignore[attr-defined]
-            sandbox.reset()
-            first, f_wall, f_cpu = timed(lambda: send(sync="bench", ledger=ledger))
-            assert (first.status == "success").all()  # type: ignore[attr-defined]
-            before = sandbox.stats()["requests"]
-            again, r_wall, r_cpu = timed(lambda: send(sync="bench", ledger=ledger))
-            assert (again.status == "unchanged").all()  # type: ignore[attr-defined]
-            assert sandbox.stats()["requests"] == before, "an unchanged re-run sent requests"
-            conn = sqlite3.connect(ledger)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.close()
-            size = sum(os.path.getsize(p) for p in Path(tmp).iterdir())
+        for _ in range(rounds):
+            with tempfile.TemporaryDirectory() as tmp:
+                ledger = Path(tmp) / "ledger.sqlite3"
+                sandbox.reset()
+                plain, *times = timed(lambda: send())
+                plain_t.append(times)
+                assert (plain.status == "success").all()  # type: ignore[attr-defined]
+                sandbox.reset()
+                first, *times = timed(functools.partial(send, sync="bench", ledger=ledger))
+                first_t.append(times)
+                assert (first.status == "success").all()  # type: ignore[attr-defined]
+                before = sandbox.stats()["requests"]
+                again, *times = timed(functools.partial(send, sync="bench", ledger=ledger))
+                again_t.append(times)
+                assert (again.status == "unchanged").all()  # type: ignore[attr-defined]
+                assert sandbox.stats()["requests"] == before, "an unchanged re-run sent requests"
+                conn = sqlite3.connect(ledger)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                conn.close()
+                size = sum(os.path.getsize(p) for p in Path(tmp).iterdir())
     finally:
         sandbox.close()
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{n:,} rows, requests of {BATCH_SIZE}, {MAX_WORKERS} in flight; load {load:.1f}")
+    print(f"{n:,} rows, requests of {BATCH_SIZE}, {MAX_WORKERS} in flight; "
+          f"{rounds} round{'s' if rounds > 1 else ''}, medians; load {load:.1f}")  # fmt: skip
+    # each first run against the plain send of its own round: the machine's drift between
+    # rounds cancels out
+    ratios = [f[0] / p[0] - 1 for f, p in zip(first_t, plain_t, strict=True)]
+
+    def cell(times: list[list[float]], k: int) -> str:
+        values = [t[k] for t in times]
+        middle = f"{statistics.median(values):.2f}"
+        return middle if len(values) == 1 else f"{middle} ({min(values):.2f}-{max(values):.2f})"
+
     print("| run | wall s | client CPU s | vs plain |")
     print("|---|---|---|---|")
-    print(f"| plain send (no sync) | {p_wall:.2f} | {p_cpu:.2f} | |")
-    print(f"| first sync run | {f_wall:.2f} | {f_cpu:.2f} | {f_wall / p_wall - 1:+.0%} |")
-    print(f"| re-run, all unchanged (0 requests) | {r_wall:.2f} | {r_cpu:.2f} | |")
+    print(f"| plain send (no sync) | {cell(plain_t, 0)} | {cell(plain_t, 1)} | |")
+    spread = "" if rounds == 1 else f" ({min(ratios):+.0%} to {max(ratios):+.0%})"
+    print(f"| first sync run | {cell(first_t, 0)} | {cell(first_t, 1)} | "
+          f"{statistics.median(ratios):+.0%}{spread} |")  # fmt: skip
+    print(f"| re-run, all unchanged (0 requests) | {cell(again_t, 0)} | {cell(again_t, 1)} | |")
     print(f"| ledger size | {size / 1e6:.1f} MB | | {size / n:.0f} bytes/user |")
     return 0
 

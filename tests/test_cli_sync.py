@@ -1,5 +1,5 @@
 """The command line's sync: ``identify --sync NAME --removed ... --ledger PATH`` and
-``amp-pandas ledger list|show|forget``."""
+``amp-pandas ledger list|show|forget|unlock``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from _support.cli import run
 
+from amp_pandas._sync import OUTCOMES
 from amp_pandas.sandbox import Sandbox
 
 KEY = "cli-sync-key-4b2d8e1f"
@@ -108,3 +109,28 @@ def test_unknown_job_for_show_and_forget(tmp_path: Path) -> None:
     assert code == 2 and "has no job 'nope'" in err
     code, out, _ = run("ledger", "forget", "nope", "--ledger", str(ledger))
     assert code == 0 and "0 users" in out
+
+
+def test_ledger_unlock_releases_a_lock_left_by_another_host(tmp_path: Path) -> None:
+    import sqlite3
+
+    from amp_pandas import Ledger
+
+    path = tmp_path / "ledger.sqlite3"
+    with Ledger(path) as ledger:
+        held = ledger.begin_run(ledger.job("weekly", "https://api2.amplitude.com/identify", KEY))
+        held.mark_in_flight(["user-1"], [b"\x01" * 16])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE locks SET host = 'elsewhere.example', pid = 7")
+    conn.commit()
+    conn.close()
+    code, out, err = run("ledger", "unlock", "weekly", "--ledger", str(path))
+    assert (code, err) == (0, "")
+    assert out.strip() == ("released the lock of sync job 'weekly' (process 7 on "
+                           "elsewhere.example); its users in flight are now unknown")
+    code, out, _ = run("ledger", "unlock", "weekly", "--ledger", str(path))
+    assert (code, out.strip()) == (0, "sync job 'weekly' holds no lock")
+    with Ledger(path) as ledger:
+        state = ledger.state(ledger.job("weekly", "https://api2.amplitude.com/identify", KEY))
+        assert [OUTCOMES[o] for o in state.outcome] == ["unknown"]
+        held.finished = True

@@ -776,11 +776,26 @@ def test_a_lock_from_another_host_is_respected_until_unlocked(
     with pytest.raises(LedgerLockedError, match="process 1 on elsewhere.example") as info:
         ledger.begin_run(job)
     assert ".unlock('j')" in str(info.value)
+    assert "amp-pandas ledger unlock 'j'" in str(info.value)
     assert outcomes(ledger, job) == {"a": "in_flight"}  # cannot tell: still in flight
-    ledger.unlock("j")
+    assert ledger.unlock("j") == (1, "elsewhere.example")
     assert outcomes(ledger, job) == {"a": "unknown"}
+    assert ledger.unlock("j") is None  # nothing held any more
     ledger.begin_run(job).finish()
     run.finished = True
+
+
+def test_a_running_holder_on_this_host_is_not_unlocked(ledger: Ledger) -> None:
+    job = ledger.job("j", URL, KEY)
+    run = ledger.begin_run(job)  # this process, running
+    run.mark_in_flight(["a"], [d(1)])
+    with pytest.raises(LedgerLockedError, match=f"process {os.getpid()} on this host"):
+        ledger.unlock("j")
+    assert outcomes(ledger, job) == {"a": "in_flight"}  # left as it was
+    with pytest.raises(LedgerLockedError):
+        ledger.begin_run(job)
+    run.finish()
+    assert ledger.unlock("j") is None
 
 
 def test_a_busy_ledger_is_an_access_error(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from amp_pandas._config import resolve_settings
@@ -89,3 +91,49 @@ def test_settled_rows_keep_their_status_and_are_not_sent(sb: Sandbox) -> None:
     assert sorted(i["user_id"] for i in sb.applied) == ["user-0", "user-3"]
     assert [c for c in rec.calls if c[0] == "before"] == [("before", [0, 3])]
     assert "1 unknown" in str(caught[0].message)
+
+
+class Preparer(Recorder):
+    """A Recorder with the spare-time hook: writes down what it was given ahead."""
+
+    def prepare(self, rows: np.ndarray, texts: Any) -> None:
+        self.calls.append(("prepare", rows.tolist(), texts.to_pylist()))
+
+
+def test_requests_are_prepared_ahead_in_order_and_sent_as_written(sb: Sandbox) -> None:
+    """While a request is answered slowly, the next one is prepared (once, before it leaves,
+    never more than max_workers ahead); the texts written for it are what the server gets."""
+    sb.set_faults(latency=0.05)
+    df = pd.DataFrame({"uid": [f"user-{i}" for i in range(7)], "n": range(7)})
+    built = df.amplitude.identify(user_id="uid", set=["n"], dry_run=True).plan
+    written: list[list[int]] = []
+    write = built.payload.request_texts
+
+    def counted(rows: np.ndarray) -> Any:
+        written.append(rows.tolist())
+        return write(rows)
+
+    built.payload.request_texts = counted  # type: ignore[method-assign]
+    rec = Preparer()
+    result = send_plan(built, settings(sb, batch_size=2, max_workers=1), observer=rec)
+    assert result.status.tolist() == ["success"] * 7
+    assert written == [[0, 1], [2, 3], [4, 5], [6]]  # each request's texts written once
+    assert [i["user_id"] for i in sb.applied] == [f"user-{i}" for i in range(7)]
+    assert [i["user_properties"]["$set"]["n"] for i in sb.applied] == list(range(7))
+    # the first request leaves at once; each later one is prepared while the one before waits
+    steps = [c[0] for c in rec.calls]
+    assert steps == ["before", "prepare", "final", "before", "prepare", "final", "before",
+                     "prepare", "final", "before", "final", "over"]  # fmt: skip
+    prepared = [c for c in rec.calls if c[0] == "prepare"]
+    assert [c[1] for c in prepared] == [[2, 3], [4, 5], [6]]
+    for _, rows, texts in prepared:  # each text as the server received it, ending in "},"
+        assert [json.loads(t[:-1]) for t in texts] == [sb.applied[r] for r in rows]
+
+
+def test_texts_held_as_strings_are_not_written_ahead(sb: Sandbox) -> None:
+    sb.set_faults(latency=0.05)
+    rec = Recorder()
+    rec.prepare = lambda rows, texts: rec.calls.append(("prepare", rows.tolist(), texts))  # type: ignore[attr-defined]
+    send_plan(plan(3), settings(sb, batch_size=1, max_workers=1), observer=rec)
+    assert [c for c in rec.calls if c[0] == "prepare"] == [("prepare", [1], None),
+                                                           ("prepare", [2], None)]

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import amp_pandas
 from amp_pandas import Ledger, literal
@@ -543,3 +545,38 @@ def test_users_and_digests_of_a_plan() -> None:
                 hashlib.sha256((text[2] + "\n").encode()).digest()[:16]]  # fmt: skip
     assert users.digests(np.array([2, 0])) == [expected[2], expected[0]]
     assert users.digests(np.array([0, 1, 2])) == expected
+
+
+_PLANS = st.sampled_from(["pro", "free", "ñandú", "\u2603", None])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    users=st.lists(st.sampled_from([f"user-{c}" for c in "abcdef"]), min_size=1, max_size=30),
+    plans=st.lists(_PLANS, min_size=30, max_size=30),
+    batch=st.integers(1, 7),
+    prepared=st.lists(st.booleans(), min_size=30, max_size=30),
+)
+def test_digests_from_request_texts_are_the_users_digests(
+    users: list[str], plans: list[str | None], batch: int, prepared: list[bool]
+) -> None:
+    """Digests taken from the texts a request writes ahead (one-row users) equal SHA-256 of each
+    user's texts in row order, each followed by a newline, computed here; so do the digests of
+    users left to the by-user path (several rows, or requests not written ahead)."""
+    from amp_pandas._plan import chunk_rows
+    from amp_pandas._syncrun import group_users
+
+    n = len(users)
+    df = pd.DataFrame({"uid": users, "plan": plans[:n], "n": range(n)})
+    plan = df.amplitude.identify(user_id="uid", set=["plan", "n"], dry_run=True).plan
+    groups = group_users(plan)
+    assert len(groups) == len(set(users))  # every row valid
+    for chunk, ahead in zip(chunk_rows(plan, batch_size=batch), prepared, strict=False):
+        if ahead:
+            groups.digests_from_request(chunk, plan.payload.request_texts(chunk))
+    expected = []
+    for key in groups.keys.tolist():
+        rows = [i for i, u in enumerate(users) if u == key]
+        text = "".join(t + "\n" for t in plan.payload.texts(np.array(rows)))
+        expected.append(hashlib.sha256(text.encode()).digest()[:16])
+    assert groups.digests(np.arange(len(groups))) == expected

@@ -21,6 +21,8 @@ TEXTS = st.one_of(st.none(), st.sampled_from(["a", "b", "é", "x y"]))
 INTS = st.one_of(st.none(), st.integers(-3, 3))
 LISTS = st.one_of(st.none(), st.lists(st.sampled_from(["p", "q", "r"]), max_size=2))
 BOOLS = st.one_of(st.none(), st.booleans())
+#: equal in Python (1 == True, 0 == False), different in JSON: revert infos keep them apart
+MIXED = st.one_of(st.none(), st.sampled_from([1, True, "1", "true", 0, False]))
 
 
 @st.composite
@@ -33,6 +35,7 @@ def frames(draw: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
         "num": pd.array(draw(st.lists(INTS, min_size=n, max_size=n)), dtype="Int64"),
         "items": pd.Series(draw(st.lists(LISTS, min_size=n, max_size=n)), dtype=object),
         "flag": pd.Series(draw(st.lists(BOOLS, min_size=n, max_size=n)), dtype=object),
+        "mixed": pd.Series(draw(st.lists(MIXED, min_size=n, max_size=n)), dtype=object),
         "country": pd.Series(draw(st.lists(TEXTS, min_size=n, max_size=n)), dtype=object),
     })  # fmt: skip
     mapping: dict[str, Any] = {}
@@ -43,7 +46,7 @@ def frames(draw: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
         if op == "add":
             source: Any = draw(st.sampled_from(["num", literal(2)]))
         else:
-            source = draw(st.sampled_from(["text", "num", "items", "flag", literal("tag"),
+            source = draw(st.sampled_from(["text", "num", "items", "flag", "mixed", literal("tag"),
                                            literal(["t1", "t2"]), literal(7)]))  # fmt: skip
         mapping.setdefault(op, {})[prop] = source
         used.add(prop)
@@ -90,3 +93,21 @@ def test_what_only_the_json_tells_falls_back_to_parsing() -> None:
     assert revert_columns(df, spec(ops={"append": {"a": "when"}})) is None  # dates
     assert revert_columns(df, spec(ops={"set": {"a": "x"}}, groups={"org": "g"})) is None
     assert revert_columns(df, spec(ops={"set": {"a": "x"}, "append": {"b": "g"}})) is not None
+
+
+def test_values_equal_in_python_but_not_in_json_keep_their_own_revert_infos() -> None:
+    """1 == True == 1.0 and 0 == False in Python; as JSON they are different values, and a
+    revert must remove exactly the one each user was given."""
+    values = [1, True, "1", 0, False, "true", "x"]
+    df = pd.DataFrame({"uid": [f"user-{i}" for i in range(len(values))],
+                       "mixed": pd.Series(values, dtype=object)})  # fmt: skip
+    mapping = {"append": {"p": "mixed"}, "post_insert": {"q": "mixed"}}
+    plan = df.amplitude.identify(user_id="uid", dry_run=True, **mapping).plan
+    users = group_users(plan)
+    spec = parse_mapping(df, user_id="uid", device_id=None, operations=mapping, unset=None,
+                         groups=None, fields=None, nulls="skip")  # fmt: skip
+    columns = revert_columns(df, spec)
+    assert columns is not None
+    got = revert_infos(plan, users, np.arange(len(users)), columns)
+    added = [dict(info.added).get("p") for info in got]
+    assert added == [("1",), ("true",), ('"1"',), ("0",), ("false",), ('"true"',), ('"x"',)]

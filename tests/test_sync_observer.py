@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from amp_pandas._ledger import Ledger
 from amp_pandas._result import STATUSES
 from amp_pandas._sync import OUTCOMES, RevertInfo
-from amp_pandas._syncrun import LedgerObserver, RevertBlocks, group_users
+from amp_pandas._syncrun import LazyReverts, LedgerObserver, group_users
 
 URL = "https://api2.amplitude.com/identify"
 
@@ -88,17 +87,19 @@ def test_a_run_ended_before_the_answers_leaves_its_users_unknown(tmp_path: Path)
         assert _outcomes(ledger, job) == {"a": "unknown", "b": "acknowledged"}
 
 
-def test_revert_infos_are_computed_block_by_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(RevertBlocks, "BLOCK", 2)
+def test_revert_infos_are_worked_out_when_first_asked_for() -> None:
     df = pd.DataFrame({"uid": [f"user-{i}" for i in range(5)], "country": ["FR"] * 5,
                        "plan": ["a", None, "b", None, "c"]})  # fmt: skip
     plan = df.amplitude.identify(user_id="uid", set=["country", "plan"], dry_run=True).plan
     users = group_users(plan)
     assert len(users) == 5
     send = np.array([True, True, False, True, True])
-    blocks = RevertBlocks(plan, users, send, None)
+    reverts = LazyReverts(plan, users, send, None)
     sets, empty = RevertInfo(set=("country", "plan")), RevertInfo(set=("country",))
-    assert blocks[np.array([3])].tolist() == [empty]
-    assert blocks._done.tolist() == [False, True, False]  # only the block asked for
-    assert blocks[np.array([4, 0, 2])].tolist() == [sets, sets, None]  # 2 is not sent
-    assert blocks[np.arange(5)].tolist() == [sets, empty, None, empty, sets]
+    assert reverts.computed == 0
+    assert reverts[np.array([3])].tolist() == [empty]
+    assert reverts.computed == 1  # only the user asked for
+    assert reverts[np.array([4, 0, 2])].tolist() == [sets, sets, None]  # 2 is not sent
+    assert reverts.computed == 3
+    assert reverts[np.arange(5)].tolist() == [sets, empty, None, empty, sets]
+    assert reverts.computed == 4
