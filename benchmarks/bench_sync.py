@@ -16,6 +16,7 @@ Usage::
     python benchmarks/bench_sync.py              # 1,000,000 rows, 5 rounds
     python benchmarks/bench_sync.py --quick      # 20,000 rows, one round, a few seconds
     python benchmarks/bench_sync.py --rows 200000 --rounds 3
+    python benchmarks/bench_sync.py --latency 100 --rounds 3   # a network's latency
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="20,000 rows, one round")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="MS",
+                        help="latency the sandbox adds to each request (default 0: the sandbox "
+                        "is the bottleneck)")
     parser.add_argument("--rounds", type=int, default=None,
                         help="rounds of the three runs, interleaved (default 5; 1 with --quick)")
     args = parser.parse_args(argv)
@@ -69,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(rounds):
             with tempfile.TemporaryDirectory() as tmp:
                 ledger = Path(tmp) / "ledger.sqlite3"
-                sandbox.reset()
+                sandbox.reset(latency=args.latency / 1000)
                 plain, *times = timed(lambda: send())
                 plain_t.append(times)
                 assert (plain.status == "success").all()  # type: ignore[attr-defined]
-                sandbox.reset()
+                sandbox.reset(latency=args.latency / 1000)
                 first, *times = timed(functools.partial(send, sync="bench", ledger=ledger))
                 first_t.append(times)
                 assert (first.status == "success").all()  # type: ignore[attr-defined]
@@ -90,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.close()
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"{n:,} rows, requests of {BATCH_SIZE}, {MAX_WORKERS} in flight; "
+    print(f"{n:,} rows, requests of {BATCH_SIZE}, {MAX_WORKERS} in flight, "
+          f"{args.latency:g} ms added latency; "
           f"{rounds} round{'s' if rounds > 1 else ''}, medians; load {load:.1f}")  # fmt: skip
     # each first run against the plain send of its own round: the machine's drift between
     # rounds cancels out
