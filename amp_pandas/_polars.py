@@ -19,11 +19,12 @@ import polars as pl
 from ._arrow import to_pandas
 from .errors import SendError
 
-__all__ = ["PolarsAmplitudeNamespace", "PolarsPreview", "to_polars_result"]
+__all__ = ["PolarsAmplitudeNamespace", "PolarsPreview", "to_polars_removed", "to_polars_result"]
 
 
 def to_polars_result(result: pd.DataFrame) -> pl.DataFrame:
-    """A pandas result (``status``, ``http_status``, ``error``, ``attempts``) as polars.
+    """A pandas result (``status``, ``http_status``, ``error``, ``attempts``) as polars; a sync
+    run's ``result.removed`` comes along as a polars DataFrame too (see :func:`to_polars_removed`).
 
     Examples
     --------
@@ -34,7 +35,7 @@ def to_polars_result(result: pd.DataFrame) -> pl.DataFrame:
     [String, Int64, String, Int64]
     """
     frame = pd.DataFrame(result).reset_index(drop=True)
-    return pl.DataFrame(
+    out = pl.DataFrame(
         {
             "status": pl.Series(frame["status"].astype(object).tolist(), dtype=pl.String),
             "http_status": pl.Series(
@@ -49,6 +50,37 @@ def to_polars_result(result: pd.DataFrame) -> pl.DataFrame:
             "attempts": pl.Series(frame["attempts"].to_numpy(), dtype=pl.Int64),
         }
     )
+    removed = getattr(result, "removed", None)
+    if isinstance(removed, pd.DataFrame):
+        out.removed = to_polars_removed(removed)  # type: ignore[attr-defined]
+    return out
+
+
+def to_polars_removed(removed: pd.DataFrame) -> pl.DataFrame:
+    """A sync run's ``result.removed`` as polars: the id columns, ``status`` and ``error`` as
+    text, ``not_undone`` a list of texts, and ``identification`` (the revert sent, a dict, or
+    null) kept as the Python object it is.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> removed = pd.DataFrame({"user_id": ["user-3"], "device_id": [None],
+    ...     "identification": [{"user_id": "user-3", "user_properties": {"$unset": {"p": "-"}}}],
+    ...     "status": ["success"], "error": [None], "not_undone": [["$add logins"]]})
+    >>> out = to_polars_removed(removed)
+    >>> out["identification"][0], out["not_undone"].to_list()
+    ({'user_id': 'user-3', 'user_properties': {'$unset': {'p': '-'}}}, [['$add logins']])
+    """
+    columns: dict[str, pl.Series] = {}
+    for name in removed.columns:
+        values = removed[name].astype(object).where(removed[name].notna(), None).tolist()
+        if name == "identification":
+            columns[name] = pl.Series(name, values, dtype=pl.Object)
+        elif name == "not_undone":
+            columns[name] = pl.Series(name, values, dtype=pl.List(pl.String))
+        else:
+            columns[name] = pl.Series(name, values, dtype=pl.String)
+    return pl.DataFrame(columns)
 
 
 class PolarsPreview:

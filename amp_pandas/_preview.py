@@ -136,7 +136,8 @@ class IdentifyPreview:
         (``"error"`` makes the row invalid; ``"warning"`` is sent anyway) and ``message``.
     summary : pandas.Series
         Counts: ``rows``, ``valid``, ``invalid``, ``skipped``, ``warnings`` (rows with a
-        warning), ``requests`` and ``bytes`` (the request bodies); for a sync run
+        warning), ``requests`` and ``bytes`` (the request bodies a send would post; for a
+        sync run, of the rows it sends, not of the unchanged or held ones); for a sync run
         (``sync=``) also ``unchanged`` (valid rows not sent: their user is unchanged) and
         ``removed`` (users the job would revert or let go).
     sync : SyncPreview or None
@@ -274,12 +275,15 @@ class IdentifyPreview:
         plan = self._plan
         key = self._settings.api_key
         overhead = body_overhead(len(key.reveal()) if key is not None else _ASSUMED_KEY_LENGTH)
-        chunks = chunk_rows(plan, batch_size=self._settings.batch_size, overhead=overhead)
+        sync = self.sync
+        order = plan.order
+        if sync is not None and sync.sent is not None:  # only the rows a send would post
+            order = order[sync.sent[order]]
+        chunks = chunk_rows(plan, order, batch_size=self._settings.batch_size, overhead=overhead)
         nbytes = sum(int(plan.nbytes[c].sum()) + len(c) + 1 + overhead for c in chunks)
         probs = plan.problems
         warned = probs.loc[probs["severity"] == "warning", "position"]
         warned_rows = int(np.count_nonzero(plan.state[np.unique(warned.to_numpy())] == VALID))
-        sync = self.sync
         extra = {} if sync is None else {
             "unchanged": sync.unchanged_rows, "removed": sync.counts["removed"]
         }  # fmt: skip

@@ -620,6 +620,9 @@ class SyncPreview:
     reverts: pd.DataFrame
     note: str | None = None
     unit: str = "user"
+    #: Per row of the plan, whether a send would post it (its user is new, changed or
+    #: ambiguous).
+    sent: np.ndarray | None = field(default=None, repr=False)
 
     def send_text(self) -> str:
         """What a Send will do, in one sentence."""
@@ -686,12 +689,14 @@ def preview_sync(
     counts = splan.counts()
     unchanged_rows = int(users.n_rows[splan.status == PLAN_UNCHANGED].sum())
     send_rows = int(users.n_rows[splan.send].sum())
+    sent = np.zeros(len(plan), dtype=bool)
+    sent[users.rows] = splan.send[users.code[users.rows]]
     return SyncPreview(
         job=options.name, ledger=str(path), endpoint=settings.endpoint, known=known,
         last_run=state.last_run, held_users=len(state), counts=counts,
         unchanged_rows=unchanged_rows, send_rows=send_rows, removed_mode=options.removed,
         reverts=_reverts_frame(splan, send=options.removed == "revert", kind=users.kind),
-        note=note, unit=users.kind.noun,
+        note=note, unit=users.kind.noun, sent=sent,
     )  # fmt: skip
 
 

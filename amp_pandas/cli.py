@@ -181,7 +181,9 @@ _CLI_PHRASES: tuple[tuple[str, str], ...] = (
     (r"api_key= or the AMPLITUDE_API_KEY", "the AMPLITUDE_API_KEY"),
     (r"pass (\w+)=(True)?", r"use \1="),
     (r"use literal\([^)]*\)", "use --literal PROP=VALUE"),
-    (r"literal\([^)]*\)", "--literal PROP=VALUE"),
+    (r"literal\(\.\.\.\)", "--literal PROP=VALUE"),
+    # a constant named as a source (the operations table, a problem's column): its value
+    (r"literal\(('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^()]*)\)", r"\1 (constant)"),
     (r"\bforce=True", "a new run"),
     (r"(?<![\w-])sync= a job name", "--sync NAME"),
     (r"(?<![\w-])(sync|removed|ledger)=(?=\S)", r"--\1 "),
@@ -229,6 +231,8 @@ def cli_words(message: str) -> str:
     "--set-once: 'x' is not a column label; use --literal PROP=VALUE for a constant"
     >>> cli_words("may have been applied; pass retry_ambiguous=True to retry")
     'may have been applied; use --retry-ambiguous to retry'
+    >>> cli_words("set  plan  literal('a) b')  1 non-null")
+    "set  plan  'a) b' (constant)  1 non-null"
     """
     global _CLI_WORDS
     if _CLI_WORDS is None:

@@ -79,6 +79,9 @@ def test_dry_run_shows_the_group_preview_and_exit_status(companies_csv, tmp_path
     assert "Amplitude group identify preview" in stdout
     assert "https://api2.amplitude.com/groupidentify" in stdout
     assert "valid 2" in stdout and "skipped 1" in stdout
+    # a constant shows as its value, not as Python (nor as advice to use --literal)
+    assert "group_type           ← 'company' (constant)" in stdout
+    assert "literal(" not in stdout and "PROP=VALUE" not in stdout
     bad = tmp_path / "bad.csv"
     bad.write_text("company_id,plan\nacme,pro\n,free\n")
     code, stdout, _ = run("group-identify", str(bad), "--group-type", "company",

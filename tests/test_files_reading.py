@@ -410,3 +410,35 @@ def test_a_partitioned_parquet_folder_is_read_with_its_partition_column(
     assert {u: sb.profile(u)["region"] for u in expected} == {
         r["uid"]: r["region"] for r in order  # each user's last row's region
     }
+
+
+def test_a_short_row_has_its_last_cells_missing_in_every_path(sb: Sandbox, tmp_path: Path) -> None:
+    """A row with fewer fields than the header: the values it holds stay in their columns and
+    the cells it lacks are missing (as csv.DictReader reads it), whole and in chunks alike."""
+    path = tmp_path / "short.csv"
+    path.write_text("uid,value,other\nuser-s-1,7,x\nuser-s-2\nuser-s-3,9\n")
+    expected = [dict(zip(["uid", "value", "other"], r, strict=False))
+                for r in csv.reader(io.StringIO(path.read_text()))][1:]  # fmt: skip
+    assert [r.get("value") for r in expected] == ["7", None, "9"]
+    mapping = {"user_id": "uid", "set": ["value"]}
+    whole, streamed, wv, sv = three_ways(sb, path, mapping, 1)
+    assert streamed == whole == expected_wire(["user-s-1", "user-s-2", "user-s-3"],
+                                              ["7", None, "9"])  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 100])
+def test_a_row_with_more_fields_than_the_header_is_refused_naming_its_line(
+    sb: Sandbox, tmp_path: Path, chunk_rows: int
+) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("uid,value\nuser-l-1,1\nuser-l-2,2\nuser-l-3,3,Paris, France\n")
+    sb.reset()
+    with pytest.raises(InputFileError, match=r"line 4"):
+        amp_pandas.identify_file(path, user_id="uid", set=["value"], chunk_rows=chunk_rows,
+                                 **target(sb))  # fmt: skip
+    with pytest.raises(InputFileError, match=r"line 4"):
+        read_table(path)
+    code, out, err = run_cli("identify", str(path), "--user-id", "uid", "--set", "value",
+                             "--server-url", sb.url, "--no-progress")  # fmt: skip
+    assert code != 0 and "line 4" in err and "Traceback" not in err
+    assert sb.applied == []  # nothing sent by any path

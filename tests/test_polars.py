@@ -152,3 +152,27 @@ def test_import_amp_pandas_imports_neither_polars_nor_dask() -> None:
 def test_namespace_registered_in_either_import_order(order: str) -> None:
     code = f"{order}; print(type(pl.DataFrame({{'a': [1]}}).amplitude).__name__)"
     assert _python(code) == "PolarsAmplitudeNamespace"
+
+
+def test_a_sync_run_brings_its_removed_users_as_polars(sb: Sandbox, tmp_path: Path) -> None:
+    """``result.removed`` of a sync run through polars holds what the pandas run reports for
+    the same weeks (each with its own ledger)."""
+    from amp_pandas import literal
+
+    week1 = {"uid": ["user-1", "user-2", "user-3"], "plan": ["a", "b", "c"]}
+    week2 = {"uid": ["user-1", "user-2"], "plan": ["a", "b"]}
+    kw = {"user_id": "uid", "set": ["plan"], "post_insert": {"tags": literal("q2")},
+          "sync": "weekly", "removed": "revert", **target(sb)}  # fmt: skip
+    pl.DataFrame(week1).amplitude.identify(**kw, ledger=tmp_path / "pl.sqlite3")
+    got = pl.DataFrame(week2).amplitude.identify(**kw, ledger=tmp_path / "pl.sqlite3")
+    pd.DataFrame(week1).amplitude.identify(**kw, ledger=tmp_path / "pd.sqlite3")
+    want = pd.DataFrame(week2).amplitude.identify(**kw, ledger=tmp_path / "pd.sqlite3")
+    assert got["status"].to_list() == ["unchanged", "unchanged"]
+    assert isinstance(got.removed, pl.DataFrame)
+    assert got.removed.columns == want.removed.columns.tolist()
+    assert got.removed["user_id"].to_list() == ["user-3"]
+    assert got.removed["status"].to_list() == ["success"]
+    assert got.removed["identification"].to_list() == want.removed["identification"].tolist() == [
+        {"user_id": "user-3", "user_properties": {"$unset": {"plan": "-"},
+                                                  "$remove": {"tags": ["q2"]}}}]  # fmt: skip
+    assert got.removed["not_undone"].to_list() == [[]]

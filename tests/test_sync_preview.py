@@ -144,3 +144,24 @@ def test_widget_send_disabled_when_every_user_is_unchanged(sb: Sandbox, path: Pa
     w = PreviewWidget(identify(df, sb, path, dry_run=True))
     assert w.send_button.disabled
     assert "every user is unchanged" in w.blocker
+
+
+def test_summary_requests_and_bytes_count_only_what_a_send_posts(
+    sb: Sandbox, path: Path
+) -> None:
+    """The sync preview's requests and bytes are those of the rows a send posts (new and
+    changed users): the same as a plain dry run of just those rows; an all-unchanged run
+    posts nothing."""
+    week1 = pd.DataFrame({"uid": [f"user-{i}" for i in range(10)], "plan": ["a"] * 10})
+    identify(week1, sb, path)
+    again = identify(week1, sb, path, dry_run=True, batch_size=3)
+    assert again.summary[["valid", "unchanged", "requests", "bytes"]].tolist() == [10, 10, 0, 0]
+    week2 = week1.assign(plan=["a"] * 5 + ["b"] * 5)
+    week2.loc[10] = ["user-10", "c"]
+    preview = identify(week2, sb, path, dry_run=True, batch_size=3)
+    sent = week2.iloc[5:]  # changed user-5..user-9 and new user-10
+    plain = sent.amplitude.identify(**{**KW, "sync": None}, server_url=sb.url,
+                                    api_key=sb.api_key, dry_run=True, batch_size=3)
+    assert plain.summary["requests"] == 2  # 6 rows, 3 per request
+    assert preview.summary[["requests", "bytes"]].tolist() == \
+        plain.summary[["requests", "bytes"]].tolist()  # fmt: skip
