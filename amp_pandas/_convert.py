@@ -410,7 +410,8 @@ def _datetime_text(values: np.ndarray, missing: np.ndarray) -> pa.Array:
     if hi - lo > 4 * len(raw) + 1_000:  # far-apart dates: a table of the distinct days only
         return _arrow_sparse_datetime_text(raw, per, present, missing)
     day_text = np.datetime_as_string(np.arange(lo, hi + 1).astype("datetime64[D]"))
-    if not (np.char.str_len(day_text) == 10).all():  # a year with a sign or five digits
+    # a year with a sign (numpy writes -001 in ten characters too) or five digits
+    if not (np.char.str_len(day_text) == 10).all() or day_text[0].startswith("-"):
         return _arrow_sparse_datetime_text(raw, per, present, missing)
     # Years 0000-9999: every row is "YYYY-MM-DDTHH:MM:SS", 19 bytes, gathered from two tables
     # a block at a time (the block's temporaries stay in cache and their memory is reused).
@@ -444,7 +445,7 @@ def _arrow_sparse_datetime_text(
     secs, sub = np.divmod(raw, per)
     days, time_of_day = np.divmod(secs, 86_400)
     day_pos, table_days = pd.factorize(days)
-    day_text = np.datetime_as_string(table_days.astype("datetime64[D]"))
+    day_text = _iso_days(np.datetime_as_string(table_days.astype("datetime64[D]")))
     mask = missing if missing.any() else None
     # via object: pyarrow < 16 cannot convert numpy unicode arrays to large_string directly
     table = pa.array(day_text.astype(object), type=pa.large_string())
@@ -452,6 +453,25 @@ def _arrow_sparse_datetime_text(
     time = _fixed_width_strings(np.take(_time_of_day_bytes(), time_of_day), present)
     text = pc.binary_join_element_wise(date, arrow_literal("T"), time, arrow_literal(""))
     return _with_fractions(text, raw, per, np.flatnonzero(sub))
+
+
+def _iso_days(day_text: np.ndarray) -> np.ndarray:
+    """numpy's ``YYYY-MM-DD`` texts with a year before 0000 written as ISO 8601's expanded
+    form does, at least four digits after the sign (``-0001-03-04``; numpy writes ``-001``).
+
+    Examples
+    --------
+    >>> _iso_days(np.array(["-001-03-04", "0000-01-01", "-12345-01-01"])).tolist()
+    ['-0001-03-04', '0000-01-01', '-12345-01-01']
+    """
+    negative = np.flatnonzero(np.char.startswith(day_text, "-"))
+    if not len(negative):
+        return day_text
+    out = day_text.astype(object)
+    for i in negative.tolist():
+        year, rest = out[i][1:].split("-", 1)
+        out[i] = f"-{year.zfill(4)}-{rest}"
+    return out.astype(str)
 
 
 def _with_fractions(text: pa.Array, raw: np.ndarray, per: int, pos: np.ndarray) -> pa.Array:

@@ -161,3 +161,44 @@ def test_arrow_nested_columns_are_previewed_and_sent_exactly() -> None:
     assert ops["nums"] == "[1,2], [3]"  # distinct by the text sent
     assert ops["info"] == '{"n":1,"s":"x"}, {"n":null,"s":"y"}'
     assert ops["attrs"] == '{"k":1}, {}'
+
+
+def _civil_text(seconds: int) -> str:
+    """An instant (seconds since 1970, UTC) as ISO 8601 text, from H. Hinnant's civil-from-days
+    algorithm (proleptic Gregorian), independent of numpy and datetime: four-digit years,
+    five past 9999, a minus sign and at least four digits before year 0."""
+    days, rem = divmod(seconds, 86_400)
+    z = days + 719_468
+    era = z // 146_097  # floor division (the C original emulates it for negative days)
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    sign = "-" if year < 0 else ""
+    hh, rest = divmod(rem, 3600)
+    return (f"{sign}{abs(year):04d}-{month:02d}-{day:02d}"
+            f"T{hh:02d}:{rest // 60:02d}:{rest % 60:02d}")  # fmt: skip
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(-400_000_000_000, 400_000_000_000), min_size=1, max_size=6),
+       st.sampled_from(["s", "ms"]))  # fmt: skip
+def test_any_instant_of_years_minus_10000_to_14000_is_written_as_iso_8601(
+    seconds: list[int], unit: str
+) -> None:
+    """Dates before year 0000 (numpy writes -001), after 9999, and between, alone or mixed:
+    each as the oracle writes it, in a column and inside a list."""
+    per = PER_SECOND[unit]
+    column = np.array([s * per for s in seconds], dtype=f"datetime64[{unit}]")
+    uid = [f"user-{i}" for i in range(len(seconds))]
+    want = [_civil_text(s) for s in seconds]
+    df = pd.DataFrame({"uid": uid, "t": column})
+    assert [p["user_properties"]["$set"]["t"] for p in sent(df, set=["t"])] == want
+    stamps = pd.DataFrame({"uid": uid, "t": pd.Series([[pd.Timestamp(v)] for v in column],
+                                                      dtype=object)})  # fmt: skip
+    assert [p["user_properties"]["$set"]["t"] for p in sent(stamps, set=["t"])] == [
+        [w] for w in want
+    ]
