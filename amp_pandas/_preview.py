@@ -315,7 +315,17 @@ class IdentifyPreview:
         return self.payload_at(int(positions[0]))
 
     def payload_at(self, position: int) -> dict[str, Any] | None:
-        """The identification of the row at ``position`` (0-based), or None if it is not sent."""
+        """The identification of the row at ``position`` (0-based), or None if it is not sent.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"uid": ["user-1", "bad"], "plan": ["pro", "free"]},
+        ...                   index=["a", "a"])
+        >>> preview = df.amplitude.identify(user_id="uid", set=["plan"], dry_run=True)
+        >>> preview.payload_at(0), preview.payload_at(1)
+        ({'user_id': 'user-1', 'user_properties': {'$set': {'plan': 'pro'}}}, None)
+        """
         raw = self._plan.payload[position]
         return None if raw is None else json.loads(raw)
 

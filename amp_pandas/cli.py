@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
@@ -597,7 +598,8 @@ def _ledger(args: argparse.Namespace) -> int:
                 print(f"no sync jobs in {ledger.path}")
                 return 0
             shown = jobs[["id", "job", "endpoint_host", "users", "members", "last_run",
-                          "acknowledged", "failed", "unknown", "in_flight"]]  # fmt: skip
+                          "acknowledged", "failed", "unknown", "in_flight"]].copy()  # fmt: skip
+            shown["last_run"] = shown["last_run"].dt.strftime("%Y-%m-%d %H:%M:%S UTC")
             print(shown.to_string(index=False))
             return 0
         assert job is not None
@@ -657,6 +659,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("amp-pandas: interrupted; no result was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (``| head``): stop quietly, as Unix tools do,
+        # and keep Python from complaining again when it flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 def _entry() -> None:  # pragma: no cover - console script wrapper

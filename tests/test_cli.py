@@ -157,3 +157,18 @@ def test_demo_runs_end_to_end_in_a_subprocess() -> None:
                    "4. A few resulting profiles", "AMPLITUDE_API_KEY"):
         assert marker in out, marker
     assert "Traceback" not in proc.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(users_csv) -> None:
+    """``amp-pandas ... | head``: once the pipe is closed, exit 141 without a traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amp_pandas", "identify", str(users_csv), "--user-id", "uid",
+         "--set", "plan", "--dry-run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command has written anything (it is still importing)
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert err == ""

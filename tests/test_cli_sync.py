@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -61,6 +62,7 @@ def test_sync_runs_and_the_ledger_commands(sandbox: Sandbox, tmp_path: Path) -> 
     assert code == 0
     line = next(line for line in out.splitlines() if "winback" in line)
     assert line.split()[1:5] == ["winback", sandbox.url.split("/")[2], "4", "2"]
+    assert re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC ", line)  # to the second
     code, out, _ = run("ledger", "show", "winback", "--ledger", str(ledger))
     assert code == 0
     rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[1:]}
