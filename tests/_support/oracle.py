@@ -80,13 +80,17 @@ def is_missing(value: Any) -> bool:
 
 
 def iso(value: Any) -> str:
-    """``YYYY-MM-DDTHH:MM:SS`` (UTC for aware values), a fraction only when it is not zero."""
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC for aware values), a fraction only when it is not zero; a
+    year before 0000 as ``-YYYY``."""
     stamp = pd.Timestamp(value)
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     text = stamp.isoformat()
     if "." in text:
         text = text.rstrip("0").rstrip(".")
+    if text.startswith("-"):  # a year before 0000: ISO 8601's expanded form, >= 4 digits
+        year, rest = text[1:].split("-", 1)
+        text = f"-{year.zfill(4)}-{rest}"
     return text
 
 
