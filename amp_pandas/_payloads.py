@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["ArrowPayloads", "Ids", "Payloads", "TextPayloads", "arrow_literal"]
+__all__ = ["ArrowPayloads", "Ids", "Payloads", "TextPayloads", "arrow_literal", "text_bounds"]
 
 
 class Payloads:
@@ -202,8 +202,7 @@ class ArrowPayloads(Payloads):
         text = self.request_texts(rows) if texts is None else texts
         if len(text) != len(rows):
             raise ValueError("json_array: texts written for other rows")
-        _, offsets, data = text.buffers()
-        bounds = np.frombuffer(offsets, dtype=np.int64, count=len(text) + 1, offset=8 * text.offset)
+        data, bounds = text_bounds(text)
         # the texts back to back, each ending in "," -- the last comma gives way to the bracket
         return b"".join((b"[", memoryview(data)[int(bounds[0]) : int(bounds[-1]) - 1], b"]"))
 
@@ -215,6 +214,21 @@ class ArrowPayloads(Payloads):
         complete[rows] = False
         nbytes[rows] = 0
         return ArrowPayloads(self._pieces, complete, self._general, nbytes)
+
+
+def text_bounds(texts: pa.Array) -> tuple[pa.Buffer, np.ndarray]:
+    """A ``large_string`` array's data buffer and where each text starts in it (``len + 1``
+    int64 offsets, a view: text ``i`` is ``data[bounds[i]:bounds[i + 1]]``).
+
+    Examples
+    --------
+    >>> data, bounds = text_bounds(pa.array(["ab", "", "cde"], pa.large_string()).slice(1))
+    >>> bounds.tolist(), data.to_pybytes()[bounds[0]:bounds[-1]]
+    ([2, 2, 5], b'cde')
+    """
+    _, offsets, data = texts.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64, count=len(texts) + 1, offset=8 * texts.offset)
+    return data, bounds
 
 
 def arrow_literal(text: str | None) -> pa.Scalar:

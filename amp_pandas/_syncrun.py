@@ -42,7 +42,7 @@ from ._amplitude import (
 )
 from ._config import SendSettings, require_key
 from ._ledger import OUTCOME_OF_STATUS, Ledger, Run, default_path
-from ._payloads import ArrowPayloads, Ids, Payloads, TextPayloads
+from ._payloads import ArrowPayloads, Ids, Payloads, TextPayloads, text_bounds
 from ._plan import VALID, Plan, empty_problems
 from ._progress import ProgressCallback
 from ._result import STATUSES, UNCHANGED, UNKNOWN, SendResult
@@ -295,8 +295,7 @@ class UserGroups:
         there, so a user of many rows is one slice."""
         users = np.asarray(users, dtype=np.int64)
         todo = users[pd.isna(self._digest[users])] if len(users) else users
-        if len(todo) > 1 and not (np.diff(todo) > 0).all():  # each user once
-            todo = pd.unique(todo)
+        todo = _each_once(todo)
         render = self.payload.render if isinstance(self.payload, ArrowPayloads) else None
         for start in range(0, len(todo), _CHUNK):
             part = todo[start : start + _CHUNK]
@@ -304,9 +303,7 @@ class UserGroups:
             counts = self.n_rows[part]
             if render is not None:
                 text = render(rows, close="}\n")
-                _, offsets, data = text.buffers()
-                bounds = np.frombuffer(offsets, dtype=np.int64, count=len(text) + 1,
-                                       offset=8 * text.offset)  # fmt: skip
+                data, bounds = text_bounds(text)
                 if len(rows) != len(part):  # users of several rows: one slice each
                     bounds = bounds[np.concatenate(([0], np.cumsum(counts)))]
                 self._digest[part] = identification_digests(data, bounds)
@@ -335,9 +332,7 @@ class UserGroups:
         ours &= pd.isna(self._digest[np.maximum(users, 0)])
         if not ours.any():
             return
-        _, offsets, data = texts.buffers()
-        bounds = np.frombuffer(offsets, dtype=np.int64, count=len(texts) + 1,
-                               offset=8 * texts.offset)  # fmt: skip
+        data, bounds = text_bounds(texts)
         lo, hi = int(bounds[0]), int(bounds[-1])
         # the same bytes as digests() hashes: each text followed by a newline, not a comma
         buf = np.frombuffer(data, dtype=np.uint8, count=hi - lo, offset=lo).copy()
@@ -353,6 +348,14 @@ class UserGroups:
         if len(users):
             out[users] = self.digests(users)
         return out
+
+
+def _each_once(users: np.ndarray) -> np.ndarray:
+    """``users`` (numbers) with repeats dropped, in first-seen order; as they are when they
+    only go up (the common case, checked without sorting)."""
+    if len(users) > 1 and not (np.diff(users) > 0).all():
+        return pd.unique(users)
+    return users
 
 
 def group_users(plan: Plan) -> UserGroups:
@@ -688,9 +691,9 @@ def preview_sync(
                        retry_ambiguous=settings.retry_ambiguous)
     counts = splan.counts()
     unchanged_rows = int(users.n_rows[splan.status == PLAN_UNCHANGED].sum())
-    send_rows = int(users.n_rows[splan.send].sum())
     sent = np.zeros(len(plan), dtype=bool)
     sent[users.rows] = splan.send[users.code[users.rows]]
+    send_rows = int(np.count_nonzero(sent))
     return SyncPreview(
         job=options.name, ledger=str(path), endpoint=settings.endpoint, known=known,
         last_run=state.last_run, held_users=len(state), counts=counts,
@@ -718,8 +721,7 @@ class LazyReverts:
         which = np.asarray(which, dtype=np.int64)
         todo = which[~self._done[which]]
         if len(todo):
-            if len(todo) > 1 and not (np.diff(todo) > 0).all():  # each user once
-                todo = pd.unique(todo)
+            todo = _each_once(todo)
             self._values[todo] = revert_infos(self._plan, self._users, todo, self._columns)
             self._done[todo] = True
         return self._values[which]
@@ -834,15 +836,13 @@ class LedgerObserver:
         if self._single:
             open_ = self._left[users] > 0  # (a row is final once; never count it twice)
             final, flags = users[open_], _STATUS_FLAG[statuses[mine][open_]]
-            if not len(final):
-                return
         else:
             np.subtract.at(self._left, users, 1)
             np.bitwise_or.at(self._flags, users, _STATUS_FLAG[statuses[mine]])
             final = pd.unique(users[self._left[users] == 0])
-            if not len(final):
-                return
             flags = self._flags[final]
+        if not len(final):
+            return
         self._left[final] = -1  # final: never counted again
         codes = np.where(flags == 1, ACKNOWLEDGED,
                          np.where(flags == 2, FAILED, OUTCOME_UNKNOWN))
