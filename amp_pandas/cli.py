@@ -384,15 +384,19 @@ def _identify_whole(
     preview = df.amplitude.identify(
         user_id=args.user_id,
         device_id=args.device_id,
-        nulls=args.nulls,
-        region=args.region,
-        server_url=args.server_url,
         dry_run=True,
-        progress=not args.no_progress,
+        **_shared_options(args),
         **mapping,
         **options,
     )
     return _finish(args, preview)
+
+
+def _shared_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options ``identify`` and ``group-identify`` pass the library alike, whichever path
+    (streamed, whole file, groups): nulls, where to send, the progress bar."""
+    return {"nulls": args.nulls, "region": args.region, "server_url": args.server_url,
+            "progress": not args.no_progress}  # fmt: skip
 
 
 def _sync_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -431,10 +435,7 @@ def _identify(args: argparse.Namespace) -> int:
     arguments = dict(
         user_id=args.user_id,
         device_id=args.device_id,
-        nulls=args.nulls,
-        region=args.region,
-        server_url=args.server_url,
-        progress=not args.no_progress,
+        **_shared_options(args),
         **mapping,
         **options,
     )
@@ -570,11 +571,8 @@ def _group_identify(args: argparse.Namespace) -> int:
     preview = df.amplitude.group_identify(
         group_type=group_type,
         group_value=args.group_value,
-        nulls=args.nulls,
-        region=args.region,
-        server_url=args.server_url,
         dry_run=True,
-        progress=not args.no_progress,
+        **_shared_options(args),
         **mapping,
         **options,
     )
