@@ -225,7 +225,8 @@ class _Sender:
         self.requests_made = 0
         self.callback = callback
         self.ahead: list[np.ndarray] = []  # requests not yet prepared (see SendObserver.prepare)
-        self.written: dict[bytes, object] = {}  # rows (as bytes) -> their texts, written ahead
+        #: requests whose texts were written ahead: their rows (as bytes) -> (rows, texts)
+        self.written: dict[bytes, tuple[np.ndarray, object]] = {}
 
     # ------------------------------------------------------------------ run
     def run(self) -> pd.DataFrame:
@@ -333,7 +334,7 @@ class _Sender:
             return False
         if len(self.written) >= self.settings.max_workers:
             # texts whose rows went in another request (coalesced after a pause) are dropped
-            for key in [k for k in self.written if self._gone(np.frombuffer(k, np.int64))]:
+            for key in [k for k, (rows, _) in self.written.items() if self._gone(rows)]:
                 del self.written[key]
             if len(self.written) >= self.settings.max_workers:
                 return False
@@ -346,7 +347,7 @@ class _Sender:
             rows = self.ahead.pop()
         texts = self.plan.payload.request_texts(rows)
         if texts is not None:
-            self.written[rows.tobytes()] = texts
+            self.written[rows.tobytes()] = (rows, texts)
         self._observe("prepare", rows, texts)
         # Let a worker that has an answer to read take the interpreter now, rather than after
         # the interpreter's switch interval (5 ms).
@@ -368,7 +369,9 @@ class _Sender:
         # Mark first: if Ctrl-C lands between these lines, the rows count as sent and end
         # 'unknown' rather than 'not_sent' -- pessimistic, never wrong.
         self.rows.sent_unanswered[item.rows] = True
-        texts = self.written.pop(item.rows.tobytes(), None) if self.written else None
+        texts = None
+        if self.written:  # texts of these rows written ahead
+            _, texts = self.written.pop(item.rows.tobytes(), (None, None))
         future = executor.submit(self._request, item.rows, texts)
         self.inflight[future] = item
         self.requests_made += 1
