@@ -138,6 +138,11 @@ def _interrupt_after(successes: int) -> Any:
     def callback(counts: dict[str, int], waiting: str | None) -> None:
         if counts["success"] >= successes and not fired:
             fired.append(True)
+            # The callback runs right after the loop has handed the next requests to the
+            # workers. Give them a moment to start (well under the sandbox's latency): when every
+            # request in flight was answered at once, Ctrl-C would otherwise land before any
+            # worker took the new ones, which then count as never sent, never as in flight.
+            time.sleep(0.03)
             raise KeyboardInterrupt
 
     return callback
